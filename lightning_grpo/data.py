@@ -1,0 +1,242 @@
+"""RolloutDataModule: prompts → on-device groups of completions → scored :class:`Rollout`.
+
+The loader yields P prompts per rank (tokenised, left-padded). Once the batch is on the device,
+``on_after_batch_transfer`` samples G completions per prompt with the live policy and scores them;
+``training_step`` then receives a ``Rollout``. Sampling seeds depend on (seed, rank, rollout index),
+so ranks draw different completions and a resumed run draws the same ones as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+from transformers import AutoConfig, PreTrainedTokenizerBase
+
+from lightning_grpo.models import eos_token_ids, load_tokenizer
+from lightning_grpo.rewards.base import RewardBatch, RewardComposer, RewardFunction
+from lightning_grpo.rewards.exact import ExactInteger
+from lightning_grpo.rollout import GroupSampler, Rollout
+from lightning_grpo.sources import Arithmetic, PromptSource
+
+
+class RolloutDataModule(LightningDataModule):
+    def __init__(
+        self,
+        source: PromptSource | None = None,
+        tokenizer: str = "",
+        prompts_per_step: int = 4,
+        group_size: int = 8,
+        max_new_tokens: int = 16,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        rewards: list[RewardFunction] | None = None,
+        reward_on_error: Literal["raise", "zero"] = "raise",
+        prompt_template: str = "{question}",
+        use_chat_template: bool = True,
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            source: where prompts and gold answers come from (default: synthetic arithmetic).
+            tokenizer: tokenizer path or name; the CLI links it to ``model.model_name_or_path``.
+            prompts_per_step: prompts per rollout batch over all ranks; each rank samples
+                ``prompts_per_step / world_size`` of them (P), so it must divide evenly.
+            group_size: G completions per prompt (>= 2).
+            max_new_tokens: completion budget in tokens.
+            temperature, top_p, top_k: sampling; temperature also scales every log-prob.
+            rewards: reward functions, summed with their weights (default: exact integer match).
+            reward_on_error: a reward function that raises stops the run with an error naming it
+                ('raise') or scores 0 and is counted ('zero').
+            prompt_template: ``str.format`` template with ``{question}``, used when the tokenizer has
+                no chat template or ``use_chat_template`` is False.
+            use_chat_template: wrap the prompt as a user turn with the tokenizer's chat template.
+            seed: base seed of the prompt order and the sampler.
+        """
+        super().__init__()
+        if prompts_per_step < 1:
+            raise ValueError(f"prompts_per_step must be >= 1, got {prompts_per_step}")
+        if "{question}" not in prompt_template:
+            raise ValueError(f"prompt_template must contain '{{question}}', got {prompt_template!r}")
+        self.source = source if source is not None else Arithmetic()
+        self.tokenizer_name = tokenizer
+        self.prompts_per_step = prompts_per_step
+        self.sampler = GroupSampler(group_size, max_new_tokens, temperature, top_p, top_k)
+        self.composer = RewardComposer(rewards if rewards is not None else [ExactInteger()], reward_on_error)
+        self.prompt_template = prompt_template
+        self.use_chat_template = use_chat_template
+        self.seed = seed
+        self.rollouts_sampled = 0
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+        self.datasets: dict[str, Any] = {}
+
+    # ---- set-up -------------------------------------------------------------------------------
+    @property
+    def world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    @property
+    def prompts_per_rank(self) -> int:
+        if self.prompts_per_step % self.world_size:
+            raise ValueError(
+                f"prompts_per_step={self.prompts_per_step} is not a whole number of groups per rank "
+                f"on {self.world_size} ranks; use a multiple of {self.world_size}"
+            )
+        return self.prompts_per_step // self.world_size
+
+    def format_prompt(self, question: str) -> str:
+        assert self.tokenizer is not None
+        if self.use_chat_template and self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+            )
+        return self.prompt_template.format(question=question)
+
+    def setup(self, stage: str) -> None:
+        if not self.tokenizer_name:
+            raise ValueError("no tokenizer given: set data.tokenizer (the CLI links model.model_name_or_path)")
+        self.tokenizer = load_tokenizer(self.tokenizer_name)
+        _ = self.prompts_per_rank  # validates divisibility early
+        self.max_prompt_tokens = self._context_length() - self.sampler.max_new_tokens
+        if self.max_prompt_tokens < 1:
+            raise ValueError(
+                f"max_new_tokens={self.sampler.max_new_tokens} leaves no room for a prompt in the model's "
+                f"context of {self._context_length()} tokens"
+            )
+        if stage == "fit" and "train" not in self.datasets:
+            self.datasets["train"] = self._prepare(self.source.load("train"))
+
+    def _context_length(self) -> int:
+        config = AutoConfig.from_pretrained(self.tokenizer_name)
+        return int(getattr(config, "max_position_embeddings", None) or self.tokenizer.model_max_length)
+
+    def _prepare(self, table: Any) -> Any:
+        table = table.map(lambda row: {"prompt": self.format_prompt(row["question"])})
+        lengths = [len(ids) for ids in self.tokenizer(list(table["prompt"]), add_special_tokens=False)["input_ids"]]
+        longest = max(range(len(lengths)), key=lengths.__getitem__)
+        if lengths[longest] > self.max_prompt_tokens:
+            raise ValueError(
+                f"prompt {table[longest]['id']!r} has {lengths[longest]} tokens, more than the model's context "
+                f"minus the completion budget ({self.max_prompt_tokens} = context - max_new_tokens "
+                f"{self.sampler.max_new_tokens}); shorten it, filter the data or lower max_new_tokens"
+            )
+        return table
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self.datasets["train"],
+            batch_size=self.prompts_per_rank,
+            shuffle=True,
+            drop_last=True,
+            generator=generator,
+            collate_fn=self.collate,
+        )
+
+    def collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        encoded = self.tokenizer(
+            [r["prompt"] for r in rows], padding=True, return_tensors="pt", add_special_tokens=False
+        )
+        return {
+            "input_ids": encoded["input_ids"],  # [P, Tp]
+            "attention_mask": encoded["attention_mask"],  # [P, Tp]
+            "prompt": [r["prompt"] for r in rows],
+            "answer": [r["answer"] for r in rows],
+            "id": [r["id"] for r in rows],
+        }
+
+    # ---- rollouts ------------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.trainer is None or not self.trainer.training:
+            return batch
+        return self.make_rollout(batch)
+
+    def _sampling_seed(self) -> int:
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        return (self.seed * 1_000_003 + rank * 7_919 + self.rollouts_sampled * 104_729) % (2**63 - 1)
+
+    def make_rollout(self, batch: dict[str, Any]) -> Rollout:
+        """Sample G completions per prompt with the live policy and score them."""
+        module = self.trainer.lightning_module
+        policy = module.policy
+        eos_ids = eos_token_ids(policy, self.tokenizer)
+        devices = [batch["input_ids"].device] if batch["input_ids"].is_cuda else []
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self._sampling_seed())
+            sequences, completion_mask, truncated = self.sampler.sample(
+                policy, batch["input_ids"], batch["attention_mask"], eos_ids, self.tokenizer.pad_token_id
+            )
+        generation_s = time.perf_counter() - start
+        self.rollouts_sampled += 1
+        return self.score(batch, sequences, completion_mask, truncated, generation_s)
+
+    def score(
+        self,
+        batch: dict[str, Any],
+        sequences: torch.Tensor,  # [N, Tp + Tc]
+        completion_mask: torch.Tensor,  # [N, Tc]
+        truncated: torch.Tensor,  # [N]
+        generation_s: float,
+    ) -> Rollout:
+        g = self.sampler.group_size
+        prompt_length = batch["input_ids"].shape[1]
+        completion_ids = sequences[:, prompt_length:]  # [N, Tc]
+        lengths = completion_mask.sum(dim=1)  # [N]
+        # Decode only the loss tokens, without special tokens (EOS).
+        texts = self.tokenizer.batch_decode(
+            [row[: int(n)] for row, n in zip(completion_ids.tolist(), lengths.tolist())], skip_special_tokens=True
+        )
+        n = sequences.shape[0]
+        reward_batch = RewardBatch(
+            prompts=[p for p in batch["prompt"] for _ in range(g)],
+            completions=texts,
+            golds=[a for a in batch["answer"] for _ in range(g)],
+            completion_ids=[f"{pid}/{k}" for pid in batch["id"] for k in range(g)],
+            group_ids=[i // g for i in range(n)],
+            lengths=[int(x) for x in lengths.tolist()],
+            truncated=[bool(x) for x in truncated.tolist()],
+            max_new_tokens=self.sampler.max_new_tokens,
+            metadata=[{} for _ in range(n)],
+        )
+        start = time.perf_counter()
+        total, components = self.composer(reward_batch)
+        stats = {"generation_s": generation_s, "reward_s": time.perf_counter() - start}
+        for fn in self.composer.functions:
+            stats.update(fn.counters())
+        stats.update({f"{name}_errors": float(count) for name, count in self.composer.error_counts.items() if count})
+        device = sequences.device
+        correctness = self.composer.correctness
+        correct = None
+        if correctness is not None:
+            correct = torch.tensor([v == correctness.correct_value for v in components[correctness.name]], device=device)
+        prompt_mask = batch["attention_mask"].repeat_interleave(g, dim=0)  # [N, Tp]
+        return Rollout(
+            input_ids=sequences,
+            attention_mask=torch.cat([prompt_mask, completion_mask.to(prompt_mask.dtype)], dim=1),
+            completion_mask=completion_mask,
+            truncated=truncated,
+            rewards=torch.tensor(total, device=device, dtype=torch.float32),
+            reward_components={k: torch.tensor(v, device=device, dtype=torch.float32) for k, v in components.items()},
+            group_ids=torch.arange(n, device=device) // g,
+            group_size=g,
+            prompt_length=prompt_length,
+            temperature=self.sampler.temperature,
+            max_new_tokens=self.sampler.max_new_tokens,
+            correct=correct,
+            prompts=list(batch["prompt"]),
+            completions=texts,
+            golds=list(batch["answer"]),
+            stats=stats,
+        )
+
+    # ---- exact resume ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"rollouts_sampled": self.rollouts_sampled}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rollouts_sampled = int(state_dict["rollouts_sampled"])

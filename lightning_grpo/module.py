@@ -1,0 +1,384 @@
+"""GRPOModule: the policy, a frozen reference (only when β > 0), and the update loop.
+
+One ``training_step`` receives one :class:`Rollout` (this rank's P prompts × G completions) and makes
+``updates_per_rollout × epochs`` optimizer steps from it (ALGORITHMS.md §8):
+
+1. advantages from rewards gathered over all ranks (so ``scale='batch'`` sees the whole batch);
+2. logp_old once, with the training forward, if the rollout feeds more than one update (else ρ ≡ 1);
+   logp_ref once if β > 0;
+3. per mini-batch: normalisers over the mini-batch on all ranks, then per micro-batch one chunked
+   forward (log-probs and entropy together), the objective, backward; then clip, step, schedule.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import torch
+import torch.distributed as dist
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+
+from lightning_grpo.advantages import AdvantageContext, AdvantageEstimator, GroupNormalized
+from lightning_grpo.logprobs import completion_logprobs
+from lightning_grpo.models import load_causal_lm
+from lightning_grpo.objectives.base import Normalizers, Objective, ObjectiveInputs
+from lightning_grpo.objectives.grpo import GRPO
+from lightning_grpo.rollout import Rollout
+
+
+@dataclass
+class MinibatchResult:
+    metrics: dict[str, Tensor]  # objective metrics and loss, summed over micro-batches (detached)
+    entropy_sum: Tensor  # Σ mask · entropy over the mini-batch
+    logp_mismatch: Tensor  # max |logp − logp_old| over loss tokens (0 when on-policy)
+
+
+def minibatch_backward(
+    policy: torch.nn.Module,
+    objective: Objective,
+    rollout: Rollout,
+    micro_batches: list[Tensor],
+    normalizers: Normalizers,
+    mask: Tensor,  # [N, Tc] loss mask of the whole rollout
+    advantages: Tensor,  # [N]
+    old_logp: Tensor | None,  # [N, Tc] or None when on-policy
+    ref_logp: Tensor | None,  # [N, Tc] or None when β = 0
+    token_weights: Tensor | None,  # [N, Tc]
+    backward: Callable[[Tensor], None],
+    chunk_size: int = 64,
+) -> MinibatchResult:
+    """Accumulate one mini-batch's gradient, one forward/backward per micro-batch (row indices).
+
+    The normalisers span the whole mini-batch on all ranks, so the accumulated gradient does not
+    depend on how the rows are split; nothing graph-connected outlives its micro-batch.
+    """
+    sums: dict[str, Tensor] = {}
+    entropy_sum = torch.zeros((), device=mask.device)
+    mismatch = torch.zeros((), device=mask.device)
+    for rows in micro_batches:
+        logp, entropy = completion_logprobs(
+            policy,
+            rollout.input_ids[rows],
+            rollout.attention_mask[rows],
+            rollout.prompt_length,
+            temperature=rollout.temperature,
+            chunk_size=chunk_size,
+        )  # [b, Tc] each
+        rows_mask = mask[rows]  # [b, Tc]
+        old = old_logp[rows] if old_logp is not None else logp.detach()
+        if old_logp is not None:
+            mismatch = torch.maximum(mismatch, ((logp.detach() - old).abs() * rows_mask).max())
+        loss, metrics = objective(
+            ObjectiveInputs(
+                logp=logp,
+                old_logp=old,
+                advantages=advantages[rows],
+                mask=rows_mask,
+                normalizers=normalizers,
+                ref_logp=ref_logp[rows] if ref_logp is not None else None,
+                entropy=entropy,
+                completion_ids=rollout.completion_ids[rows],
+                group_ids=rollout.group_ids[rows],
+                token_weights=token_weights[rows] if token_weights is not None else None,
+            )
+        )
+        backward(loss)
+        entropy_sum = entropy_sum + (entropy * rows_mask).sum()
+        for key, value in {"loss": loss, **metrics}.items():
+            sums[key] = sums.get(key, 0.0) + value.detach()
+    return MinibatchResult(metrics=sums, entropy_sum=entropy_sum, logp_mismatch=mismatch)
+
+
+class GRPOModule(LightningModule):
+    def __init__(
+        self,
+        model_name_or_path: str,
+        objective: Objective | None = None,
+        advantage: AdvantageEstimator | None = None,
+        reference_model_name_or_path: str | None = None,
+        dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+        learning_rate: float = 1e-6,
+        weight_decay: float = 0.0,
+        adam_betas: tuple[float, float] = (0.9, 0.99),
+        warmup_steps: int = 0,
+        lr_schedule: Literal["constant", "cosine", "linear"] = "constant",
+        min_lr_ratio: float = 0.0,
+        max_grad_norm: float | None = 1.0,
+        updates_per_rollout: int = 1,
+        epochs: int = 1,
+        micro_batch_size: int | None = None,
+        mask_truncated: bool = False,
+        logp_chunk_size: int = 64,
+        log_completions_every_n_steps: int = 50,
+        num_completions_to_log: int = 4,
+    ) -> None:
+        """
+        Args:
+            model_name_or_path: policy checkpoint, loaded with ``AutoModelForCausalLM.from_pretrained``.
+            objective: the loss (default ``GRPO()``); swap with ``--model.objective=DAPO`` and the like.
+            advantage: the advantage estimator (default ``GroupNormalized()``, the group z-score).
+            reference_model_name_or_path: frozen reference for the KL term (default: the policy's
+                path). Loaded only when the objective's β > 0.
+            dtype: parameter dtype of policy and reference.
+            learning_rate, weight_decay, adam_betas: AdamW.
+            warmup_steps: linear warm-up from 0, in optimizer steps.
+            lr_schedule: after warm-up, ``constant``, or ``cosine``/``linear`` decay to
+                ``min_lr_ratio × learning_rate`` at ``trainer.max_steps``.
+            max_grad_norm: clip the gradient norm to this (None: no clipping; the norm is logged).
+            updates_per_rollout: optimizer steps per rollout batch (its number of mini-batches).
+            epochs: passes over the rollout batch.
+            micro_batch_size: completions per forward/backward (None: a whole mini-batch); the update
+                does not depend on it.
+            mask_truncated: zero the loss mask of completions without EOS (DAPO overlong filtering).
+            logp_chunk_size: completion positions per float32 chunk of the log-prob/entropy pass.
+            log_completions_every_n_steps: TensorBoard text sample interval (0: never).
+            num_completions_to_log: completions per text sample.
+        """
+        super().__init__()
+        for name, value in (("updates_per_rollout", updates_per_rollout), ("epochs", epochs)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if micro_batch_size is not None and micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be >= 1 or None, got {micro_batch_size}")
+        if learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+        self.save_hyperparameters(ignore=["objective", "advantage"])
+        self.automatic_optimization = False
+        self.strict_loading = False  # the reference model is rebuilt from its path, not checkpointed
+        self.objective = objective if objective is not None else GRPO()
+        self.advantage = advantage if advantage is not None else GroupNormalized()
+        self.policy: torch.nn.Module | None = None
+        self.reference: torch.nn.Module | None = None
+
+    # ---- models ---------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.policy is not None:
+            return
+        hp = self.hparams
+        self.policy = load_causal_lm(hp.model_name_or_path, hp.dtype).train()
+        if self.objective.needs_reference:
+            self.reference = load_causal_lm(hp.reference_model_name_or_path or hp.model_name_or_path, hp.dtype)
+            self.reference.eval().requires_grad_(False)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        state = super().state_dict(*args, **kwargs)
+        return {k: v for k, v in state.items() if not k.startswith("reference.")}
+
+    # ---- optimisation ---------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(
+            [p for p in self.policy.parameters() if p.requires_grad],
+            lr=hp.learning_rate,
+            weight_decay=hp.weight_decay,
+            betas=tuple(hp.adam_betas),
+        )
+        total = self.trainer.max_steps if self.trainer is not None else -1
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor_fn(total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _lr_factor_fn(self, total_steps: int) -> Any:
+        hp = self.hparams
+
+        def factor(step: int) -> float:
+            if step < hp.warmup_steps:
+                return (step + 1) / (hp.warmup_steps + 1)
+            if hp.lr_schedule == "constant" or total_steps <= hp.warmup_steps:
+                return 1.0
+            progress = min(1.0, (step - hp.warmup_steps) / (total_steps - hp.warmup_steps))
+            shape = 0.5 * (1 + math.cos(math.pi * progress)) if hp.lr_schedule == "cosine" else 1 - progress
+            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * shape
+
+        return factor
+
+    # ---- helpers --------------------------------------------------------------------------------
+    def _all_sum(self, value: Tensor) -> Tensor:
+        if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
+            value = value.clone()
+            dist.all_reduce(value)
+        return value
+
+    def _micro_batches(self, rows: Tensor) -> list[Tensor]:
+        size = self.hparams.micro_batch_size or len(rows)
+        return list(rows.split(size))
+
+    @torch.no_grad()
+    def _frozen_logprobs(self, model: torch.nn.Module, rollout: Rollout) -> Tensor:
+        rows = torch.arange(rollout.input_ids.shape[0], device=rollout.input_ids.device)
+        parts = [
+            completion_logprobs(
+                model,
+                rollout.input_ids[mb],
+                rollout.attention_mask[mb],
+                rollout.prompt_length,
+                temperature=rollout.temperature,
+                chunk_size=self.hparams.logp_chunk_size,
+                with_entropy=False,
+            )[0]
+            for mb in self._micro_batches(rows)
+        ]
+        return torch.cat(parts)  # [N, Tc]
+
+    def compute_advantages(self, rollout: Rollout) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Advantages [N] and keep mask [N] for this rank, estimated on the groups of all ranks."""
+        g = rollout.group_size
+        rewards = rollout.rewards.view(-1, g)  # [P, G]
+        lengths = rollout.lengths.view(-1, g).float()  # [P, G]
+        correct = rollout.correct.view(-1, g).float() if rollout.correct is not None else None
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if world > 1:
+            rewards = self.all_gather(rewards).reshape(-1, g)  # [W·P, G]
+            lengths = self.all_gather(lengths).reshape(-1, g)
+            correct = self.all_gather(correct).reshape(-1, g) if correct is not None else None
+        result = self.advantage(rewards, AdvantageContext(lengths=lengths, correct=correct.bool() if correct is not None else None))
+        p = rollout.rewards.shape[0] // g
+        start = (self.global_rank * p) if world > 1 else 0
+        values = result.values[start : start + p].reshape(-1)  # [N]
+        keep = result.keep[start : start + p].reshape(-1)  # [N]
+        return values.to(rollout.rewards.device), keep.to(rollout.rewards.device), result.metrics
+
+    # ---- the update -----------------------------------------------------------------------------
+    def training_step(self, rollout: Rollout, batch_idx: int) -> None:
+        hp = self.hparams
+        start = time.perf_counter()
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers()
+        n = rollout.input_ids.shape[0]
+        if n % hp.updates_per_rollout:
+            raise ValueError(
+                f"the rollout's {n} completions per rank do not split into updates_per_rollout="
+                f"{hp.updates_per_rollout} equal mini-batches"
+            )
+        advantages, keep, adv_metrics = self.compute_advantages(rollout)
+        mask = rollout.completion_mask.float() * keep.unsqueeze(1)  # [N, Tc]
+        if hp.mask_truncated:
+            mask = mask * (~rollout.truncated).unsqueeze(1)
+        multi_update = hp.updates_per_rollout * hp.epochs > 1
+        old_logp = self._frozen_logprobs(self.policy, rollout) if multi_update else None  # [N, Tc]
+        ref_logp = self._frozen_logprobs(self.reference, rollout) if self.objective.needs_reference else None
+        token_weights = self.objective.rollout_token_weights(
+            rollout.completion_ids, mask, advantages, rollout.group_ids
+        )  # [N, Tc] or None
+        world = self.trainer.world_size
+        sums: dict[str, Tensor] = {}
+        entropy_sum = torch.zeros((), device=mask.device)
+        logp_mismatch = torch.zeros((), device=mask.device)
+        grad_norms = []
+        mini_size = n // hp.updates_per_rollout
+        for epoch in range(hp.epochs):
+            for update, mini in enumerate(torch.arange(n, device=mask.device).split(mini_size)):
+                counts = self._all_sum(torch.stack([(mask[mini].sum(1) > 0).sum().float(), mask[mini].sum()]))
+                step = minibatch_backward(
+                    self.policy,
+                    self.objective,
+                    rollout,
+                    self._micro_batches(mini),
+                    Normalizers(
+                        num_sequences=max(counts[0].item(), 1.0),
+                        num_tokens=max(counts[1].item(), 1.0),
+                        max_length=float(rollout.max_new_tokens),
+                    ),
+                    mask,
+                    advantages,
+                    old_logp,
+                    ref_logp,
+                    token_weights,
+                    # DDP and FSDP average gradients over ranks; the normalisers are already global.
+                    backward=lambda loss: self.manual_backward(loss * world),
+                    chunk_size=hp.logp_chunk_size,
+                )
+                if epoch == 0:
+                    entropy_sum = entropy_sum + step.entropy_sum
+                    if update == 0:
+                        logp_mismatch = step.logp_mismatch
+                for key, value in step.metrics.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                grad_norms.append(self._clip_and_step(optimizer, scheduler))
+        update_s = time.perf_counter() - start
+        self._log_step(rollout, mask, advantages, adv_metrics, sums, entropy_sum, logp_mismatch, grad_norms, update_s)
+
+    def _clip_and_step(self, optimizer: Any, scheduler: Any) -> Tensor:
+        params = [p for p in self.policy.parameters() if p.grad is not None]
+        max_norm = self.hparams.max_grad_norm if self.hparams.max_grad_norm is not None else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if hasattr(grad_norm, "full_tensor"):  # DTensor under FSDP2
+            grad_norm = grad_norm.full_tensor()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        return grad_norm.detach()
+
+    # ---- logging --------------------------------------------------------------------------------
+    def _log_step(
+        self,
+        rollout: Rollout,
+        mask: Tensor,
+        advantages: Tensor,
+        adv_metrics: dict[str, Tensor],
+        sums: dict[str, Tensor],
+        entropy_sum: Tensor,
+        logp_mismatch: Tensor,
+        grad_norms: list[Tensor],
+        update_s: float,
+    ) -> None:
+        hp = self.hparams
+        steps = hp.updates_per_rollout * hp.epochs
+        lengths = rollout.lengths.float()  # [N]
+        tokens = self._all_sum(torch.stack([entropy_sum, mask.sum(), lengths.sum()]))
+        generation_s = rollout.stats.get("generation_s", 0.0)
+        scalars: dict[str, Any] = {
+            "reward/total": rollout.rewards.mean(),
+            "reward/total_std": rollout.rewards.std() if rollout.rewards.numel() > 1 else torch.zeros(()),
+            "train/entropy": tokens[0] / tokens[1].clamp(min=1),
+            "train/advantage_abs_mean": advantages.abs().mean(),
+            "train/grad_norm": torch.stack(grad_norms).mean(),
+            "train/lr": torch.tensor(self.lr_schedulers().get_last_lr()[0]),
+            "completions/length_mean": lengths.mean(),
+            "completions/truncated_frac": rollout.truncated.float().mean(),
+            "time/generation_s": torch.tensor(generation_s),
+            "time/reward_s": torch.tensor(rollout.stats.get("reward_s", 0.0)),
+            "time/update_s": torch.tensor(update_s),
+            "time/tokens_per_s": tokens[2] / max(generation_s + update_s, 1e-9),
+        }
+        for name, values in rollout.reward_components.items():
+            scalars[f"reward/{name}"] = values.mean()
+        for name, value in rollout.stats.items():
+            if name not in ("generation_s", "reward_s"):
+                scalars[f"reward/{name}"] = torch.tensor(float(value))
+        if rollout.correct is not None:
+            scalars["train/accuracy"] = rollout.correct.float().mean()
+        for name, value in adv_metrics.items():
+            scalars[f"train/{name}"] = value
+        # Objective metrics are shares of each step's value: summed over a step, averaged over steps.
+        for name, value in sums.items():
+            scalars[f"train/{name}"] = self._all_sum(torch.as_tensor(value, device=mask.device)) / steps
+        if steps > 1:
+            scalars["train/logp_old_mismatch_max"] = logp_mismatch
+        device = mask.device
+        scalars = {k: torch.as_tensor(v, device=device, dtype=torch.float32) for k, v in scalars.items()}
+        # Values already global (all-reduced) are equal on every rank, so the mean over ranks keeps them.
+        self.log_dict(scalars, sync_dist=True, batch_size=rollout.num_groups)
+        self.log("completions/length_max", lengths.max(), reduce_fx="max", sync_dist=True, batch_size=rollout.num_groups)
+        self.log("reward", scalars["reward/total"], prog_bar=True, logger=False, batch_size=rollout.num_groups)
+        if "train/accuracy" in scalars:
+            self.log("acc", scalars["train/accuracy"], prog_bar=True, logger=False, batch_size=rollout.num_groups)
+        self._log_text(rollout)
+
+    def _log_text(self, rollout: Rollout) -> None:
+        every = self.hparams.log_completions_every_n_steps
+        if not every or self.global_rank != 0 or not isinstance(self.logger, TensorBoardLogger):
+            return
+        step = self.global_step
+        if (step // self.hparams.updates_per_rollout // self.hparams.epochs) % every:
+            return
+        g = rollout.group_size
+        lines = ["| prompt | completion | gold | reward |", "|---|---|---|---|"]
+        for i in range(min(self.hparams.num_completions_to_log, len(rollout.completions))):
+            cells = [rollout.prompts[i // g], rollout.completions[i], rollout.golds[i // g], f"{rollout.rewards[i].item():.3f}"]
+            lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+        self.logger.experiment.add_text("completions", "\n".join(lines), global_step=step)

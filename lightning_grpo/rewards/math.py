@@ -1,0 +1,262 @@
+"""Math correctness reward: the verifier run in killable worker processes with a hard timeout.
+
+``MathReward`` scores a whole batch through a :class:`VerifierPool`: ``num_workers`` processes, each
+answering one (completion, gold) check at a time. A check that runs past ``timeout_s`` has its
+worker killed (SIGKILL: this stops C-level bignum work that ``signal.alarm`` cannot, and works
+whichever thread calls) and replaced; it scores ``incorrect_value`` and counts as a timeout. A
+worker that dies, or a check that reports an internal error, scores ``incorrect_value`` and counts
+as an error. Both counts are logged (``reward/verifier_timeouts``, ``reward/verifier_errors``)
+and each event is logged as a warning with the completion's id.
+
+Workers are started lazily from a ``forkserver`` (a clean process, so it inherits no torch threads,
+with the verifier preloaded so that a replacement starts in milliseconds), or ``spawn`` where
+forkserver is unavailable. The pool is shut down by :meth:`MathReward.close`, or at exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Literal
+
+from lightning_grpo.rewards.base import RewardBatch, RewardFunction
+from lightning_grpo.rewards.verifier import VerifyPolicy, check
+
+logger = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT_S = 120.0
+Task = tuple[Any, ...]
+
+
+def check_task(completion: str, gold: str, policy: VerifyPolicy, truncated: bool) -> tuple[bool, str | None]:
+    """The default checker run in the workers: (correct, internal error or None)."""
+    verdict = check(completion, gold, policy=policy, truncated=truncated)
+    return verdict.correct, verdict.error
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One task's result. ``status``: ``ok``, ``timeout`` or ``error`` (the worker died or raised)."""
+
+    status: Literal["ok", "timeout", "error"]
+    value: Any = None
+    seconds: float = 0.0
+    message: str | None = None
+
+
+def _serve(conn: Connection, function: Callable[..., Any]) -> None:
+    """Worker loop: announce readiness, then answer tasks until told to stop (``None``)."""
+    conn.send(("ready", None, 0.0))
+    while True:
+        task = conn.recv()
+        if task is None:
+            return
+        start = time.perf_counter()
+        try:
+            conn.send(("ok", function(*task), time.perf_counter() - start))
+        except Exception as err:  # reported to the parent as an error outcome
+            conn.send(("error", f"{type(err).__name__}: {err}"[:500], time.perf_counter() - start))
+
+
+class _Worker:
+    def __init__(self, context: Any, function: Callable[..., Any]) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, function), daemon=True)
+        self.process.start()
+        child.close()
+        self.ready = False
+        self.task: tuple[int, float, float] | None = None  # (index, deadline, start)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+
+def _shutdown(workers: list[_Worker]) -> None:
+    for worker in workers:
+        try:
+            worker.conn.send(None)
+        except OSError:
+            pass
+    for worker in workers:
+        worker.process.join(1)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(5)
+        worker.conn.close()
+    workers.clear()
+
+
+class VerifierPool:
+    """``num_workers`` processes running ``function(*task)`` with a hard per-task timeout.
+
+    ``function`` must be a module-level (picklable) function. :meth:`map` returns one
+    :class:`Outcome` per task, in order. Not thread-safe: one ``map`` at a time.
+    """
+
+    def __init__(
+        self, function: Callable[..., Any], num_workers: int = 2, timeout_s: float = 2.0, start_method: str | None = None
+    ) -> None:
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self.function = function
+        self.num_workers = num_workers
+        self.timeout_s = timeout_s
+        methods = multiprocessing.get_all_start_methods()
+        self.start_method = start_method or ("forkserver" if "forkserver" in methods else "spawn")
+        self._workers: list[_Worker] = []
+        self._finalizer: weakref.finalize | None = None
+
+    def _context(self) -> Any:
+        context = multiprocessing.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            context.set_forkserver_preload([self.function.__module__, "lightning_grpo.rewards.verifier"])
+        return context
+
+    def _start(self) -> None:
+        if self._workers:
+            return
+        context = self._context()
+        self._workers.extend(_Worker(context, self.function) for _ in range(self.num_workers))
+        self._finalizer = weakref.finalize(self, _shutdown, self._workers)
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.kill()
+        self._workers[self._workers.index(worker)] = _Worker(self._context(), self.function)
+
+    def map(self, tasks: list[Task]) -> list[Outcome]:
+        """Run every task; a task past ``timeout_s`` (from when a ready worker takes it) times out."""
+        self._start()
+        results: list[Outcome | None] = [None] * len(tasks)
+        pending = deque(range(len(tasks)))
+        startup_deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while pending or any(w.task is not None for w in self._workers):
+            for worker in self._workers:
+                if worker.ready and worker.task is None and pending:
+                    index = pending.popleft()
+                    now = time.monotonic()
+                    worker.conn.send(tasks[index])
+                    worker.task = (index, now + self.timeout_s, now)
+            deadlines = [w.task[1] for w in self._workers if w.task is not None]
+            wait_s = (min(deadlines) if deadlines else startup_deadline) - time.monotonic()
+            ready = wait([w.conn for w in self._workers], timeout=max(0.0, wait_s))
+            for worker in [w for w in self._workers if w.conn in ready]:
+                self._receive(worker, results)
+            now = time.monotonic()
+            for worker in [w for w in self._workers if w.task is not None and w.task[1] <= now]:
+                index, _, start = worker.task
+                results[index] = Outcome("timeout", seconds=now - start, message=f"over {self.timeout_s} s")
+                self._replace(worker)
+            if not any(w.ready for w in self._workers) and now > startup_deadline:
+                raise RuntimeError(f"no verifier worker started within {STARTUP_TIMEOUT_S} s")
+        return [r for r in results if r is not None]
+
+    def _receive(self, worker: _Worker, results: list[Outcome | None]) -> None:
+        try:
+            status, value, seconds = worker.conn.recv()
+        except (EOFError, OSError):
+            worker.process.join(5)
+            code = worker.process.exitcode
+            if worker.task is None:
+                raise RuntimeError(f"a verifier worker exited before taking a task (exit code {code})") from None
+            index, _, start = worker.task
+            results[index] = Outcome("error", seconds=time.monotonic() - start, message=f"worker died (exit code {code})")
+            self._replace(worker)
+            return
+        if status == "ready":
+            worker.ready = True
+            return
+        assert worker.task is not None, "a worker answered without a task"
+        index = worker.task[0]
+        worker.task = None
+        results[index] = Outcome("ok", value, seconds) if status == "ok" else Outcome("error", None, seconds, value)
+
+    def close(self) -> None:
+        """Stop every worker (idempotent; the pool restarts lazily if used again)."""
+        if self._finalizer is not None:
+            self._finalizer()
+            self._finalizer = None
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the current workers (for tests and diagnostics)."""
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
+
+class MathReward(RewardFunction):
+    """``correct_value`` when the completion's final answer equals the gold, else ``incorrect_value``.
+
+    Answers are checked by :func:`lightning_grpo.rewards.verifier.check` under a
+    :class:`~lightning_grpo.rewards.verifier.VerifyPolicy` built from ``percent``,
+    ``rounded_decimals`` and ``min_rounded_digits``; a truncated completion gets no bare-number
+    fallback. ``checker`` replaces the check (a module-level function with :func:`check_task`'s
+    signature), e.g. to benchmark another verifier under the same pool.
+    """
+
+    is_correctness = True
+
+    def __init__(
+        self,
+        name: str = "correct",
+        weight: float = 1.0,
+        correct_value: float = 1.0,
+        incorrect_value: float = 0.0,
+        timeout_s: float = 2.0,
+        num_workers: int = 2,
+        percent: Literal["strip", "either", "strict"] = "strip",
+        rounded_decimals: bool = False,
+        min_rounded_digits: int = 2,
+        checker: Callable[[str, str, VerifyPolicy, bool], tuple[bool, str | None]] = check_task,
+    ) -> None:
+        super().__init__(name=name, weight=weight)
+        self.correct_value = correct_value
+        self.incorrect_value = incorrect_value
+        self.policy = VerifyPolicy(percent=percent, rounded_decimals=rounded_decimals, min_rounded_digits=min_rounded_digits)
+        self.pool = VerifierPool(checker, num_workers=num_workers, timeout_s=timeout_s)
+        self._timeouts = 0
+        self._errors = 0
+
+    def score(self, batch: RewardBatch) -> list[float]:
+        truncated = batch.truncated or [False] * len(batch.completions)
+        keys = [(c, g, t) for c, g, t in zip(batch.completions, batch.golds, truncated)]
+        unique = list(dict.fromkeys(keys))
+        outcomes = dict(zip(unique, self.pool.map([(c, g, self.policy, t) for c, g, t in unique])))
+        values = []
+        for key, completion_id in zip(keys, batch.completion_ids):
+            outcome = outcomes[key]
+            correct, error = outcome.value if outcome.status == "ok" else (False, outcome.message)
+            if error is not None:
+                if outcome.status == "timeout":
+                    self._timeouts += 1
+                else:
+                    self._errors += 1
+                logger.warning("verifier %s on %s: %s", outcome.status, completion_id, error)
+            values.append(self.correct_value if correct else self.incorrect_value)
+        return values
+
+    def counters(self) -> dict[str, float]:
+        """Timeouts and errors since the last call (then reset)."""
+        counts = {"verifier_timeouts": float(self._timeouts), "verifier_errors": float(self._errors)}
+        self._timeouts = self._errors = 0
+        return counts
+
+    def close(self) -> None:
+        """Stop the worker processes (they restart lazily on the next batch)."""
+        self.pool.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["pool"] = VerifierPool(
+            self.pool.function, self.pool.num_workers, self.pool.timeout_s, self.pool.start_method
+        )
+        return state
+

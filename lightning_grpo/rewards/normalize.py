@@ -1,0 +1,117 @@
+"""Text normalisation for math answers: unicode math to LaTeX, and LaTeX/markup clean-up.
+
+Everything here is string to string and never evaluates anything. ``normalize_answer`` turns an
+extracted answer (``"$1,234$."``, ``"\\dfrac{1}{2}\\text{ cm}"``, ``"x = 5"``) into the canonical
+spelling the parser in :mod:`lightning_grpo.rewards.verifier` reads, and reports whether the answer
+carried a percent sign (the percent policy is applied by the caller).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+_SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+"))
+_SUBSCRIPTS = dict(zip("₀₁₂₃₄₅₆₇₈₉", "0123456789"))
+_VULGAR = {"½": (1, 2), "⅓": (1, 3), "⅔": (2, 3), "¼": (1, 4), "¾": (3, 4), "⅕": (1, 5), "⅖": (2, 5),
+           "⅗": (3, 5), "⅘": (4, 5), "⅙": (1, 6), "⅚": (5, 6), "⅛": (1, 8), "⅜": (3, 8), "⅝": (5, 8), "⅞": (7, 8)}
+_SYMBOLS = {
+    "√": "\\sqrt ", "∛": "\\sqrt[3]", "π": "\\pi ", "−": "-", "–": "-", "—": "-", "≤": "\\le ", "≥": "\\ge ",
+    "≠": "\\ne ", "×": "\\times ", "÷": "\\div ", "·": "\\cdot ", "⋅": "\\cdot ", "∞": "\\infty ", "°": "^\\circ ",
+    "±": "\\pm ", "∓": "\\mp ", "∪": "\\cup ", "∩": "\\cap ", "∈": "\\in ", "θ": "\\theta ", "α": "\\alpha ",
+    "β": "\\beta ", "γ": "\\gamma ", "λ": "\\lambda ", "μ": "\\mu ", "φ": "\\phi ", "ω": "\\omega ",
+    "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u2007": " ", "⁄": "/", "∶": ":", "％": "%", "＄": "$",
+}
+_SUPER_RUN = re.compile("[" + "".join(_SUPERSCRIPTS) + "]+")
+_SUB_RUN = re.compile("[" + "".join(_SUBSCRIPTS) + "]+")
+
+
+def normalize_unicode(text: str) -> str:
+    """Map unicode math (½ √ π − ≤ × ⁴ ₂, full-width forms, zero-width characters) to ASCII LaTeX."""
+    text = text.translate(_ZERO_WIDTH)
+    text = _SUPER_RUN.sub(lambda m: "^{" + "".join(_SUPERSCRIPTS[c] for c in m.group()) + "}", text)
+    text = _SUB_RUN.sub(lambda m: "_{" + "".join(_SUBSCRIPTS[c] for c in m.group()) + "}", text)
+    for char, (num, den) in _VULGAR.items():
+        text = text.replace(char, f"\\frac{{{num}}}{{{den}}}")
+    for char, latex in _SYMBOLS.items():
+        text = text.replace(char, latex)
+    return unicodedata.normalize("NFKC", text) if not text.isascii() else text
+
+
+@dataclass(frozen=True)
+class NormalizedAnswer:
+    """A canonical answer string and whether a percent sign was removed from it."""
+
+    text: str
+    percent: bool
+
+
+_DELIMITERS = re.compile(r"^\s*(?:\$\$|\$|\\\(|\\\[)(.*?)(?:\$\$|\$|\\\)|\\\])\s*$", re.S)
+_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad\b|\\displaystyle\b|\\(?:big|Big|bigg|Bigg)[lr]?\b|~")
+_LEFT_RIGHT = re.compile(r"\\(?:left|right)\b\s*(\\?[()\[\]{}|.]|\\[lr]?[vV]ert|\\langle|\\rangle)")
+_FONT = re.compile(r"\\(?:mathbf|mathrm|textbf|textit|mathit|boldsymbol|operatorname|mathnormal)\s*\{")
+_TEXT = re.compile(r"\\(?:text|mbox|textrm|textup|textnormal|hbox)\s*\{([^{}]*)\}")
+_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ\b|\\degree\b|\^\s*\{\s*\\text\{o\}\s*\}")
+_PERCENT = re.compile(r"\\?%|\\text\{\s*percent\s*\}|\bpercent\b")
+_DOLLAR = re.compile(r"\\\$|\$|\\text\{\s*dollars?\s*\}|\bdollars?\b")
+_THOUSANDS = re.compile(r"^([+-]?)(\d{1,3}(?:,\d{3})+|\d{1,3}(?: \d{3})+)(\.\d+)?$")
+_TRAILING_UNITS = re.compile(
+    r"^(.*?[\d}.)\]])\s+(?:[a-zA-Z]{2,}\.?(?:\^\{?[23]\}?)?)(?:\s+[a-zA-Z]{1,}\.?(?:\^\{?[23]\}?)?)*$"
+)
+_UNIT_TEXT = re.compile(r"^(.*?\S)\s*\\(?:text|mbox|textrm)\{[^{}]*\}(?:\^\{?[23]\}?)?$")
+_LONE_TEXT = re.compile(r"^\\text\{([^{}]*)\}$")
+
+
+def _unwrap_fonts(text: str) -> str:
+    """``\\mathbf{x}`` → ``x`` (one brace level at a time, so nested fonts unwrap too)."""
+    for _ in range(8):
+        match = _FONT.search(text)
+        if match is None:
+            return text
+        depth, end = 1, match.end()
+        while end < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        if depth:
+            return text
+        text = text[: match.start()] + text[match.end() : end - 1] + text[end:]
+    return text
+
+
+def normalize_answer(answer: str) -> NormalizedAnswer:
+    """Canonical spelling of one extracted answer (see the module docstring)."""
+    text = normalize_unicode(answer).strip()
+    for _ in range(3):
+        match = _DELIMITERS.match(text)
+        if match is None:
+            break
+        text = match.group(1).strip()
+    text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cfrac", "\\frac")
+    text = text.replace("\\leq", "\\le").replace("\\geq", "\\ge").replace("\\neq", "\\ne")
+    text = text.replace("\\lt", "<").replace("\\gt", ">").replace("\\dots", "").replace("\\ldots", "")
+    text = re.sub(r"(?<=\d),\\!\s*(?=\d{3})", ",", text).replace("\\!", "")
+    text = _LEFT_RIGHT.sub(lambda m: "" if m.group(1) == "." else m.group(1), text)
+    text = _SPACING.sub(" ", text)
+    text = _unwrap_fonts(text)
+    text = _DEGREES.sub("", text)
+    percent = bool(_PERCENT.search(text))
+    text = _PERCENT.sub("", text)
+    text = _DOLLAR.sub("", text).strip()
+    text = text.rstrip(" .;,").strip()
+    lone = _LONE_TEXT.match(text)
+    if lone is not None:
+        return NormalizedAnswer(lone.group(1).strip(), percent)
+    for _ in range(2):
+        text = _UNIT_TEXT.sub(r"\1", text)
+    text = _TEXT.sub(r"\1", text).strip()
+    units = _TRAILING_UNITS.match(text)
+    if units is not None and re.search(r"\d", units.group(1)):
+        text = units.group(1)
+    text = re.sub(r"(?<=\d)\s*\\(?:,|thinspace)\s*(?=\d{3})", "", text)
+    thousands = _THOUSANDS.match(text.strip())
+    if thousands is not None:
+        sign, digits, fraction = thousands.groups()
+        text = sign + digits.replace(",", "").replace(" ", "") + (fraction or "")
+    return NormalizedAnswer(re.sub(r"\s+", " ", text).strip(), percent)

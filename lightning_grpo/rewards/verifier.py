@@ -1,0 +1,724 @@
+"""Math answer verification: ``verify(completion, gold) -> bool``.
+
+Pipeline: :func:`~lightning_grpo.rewards.extraction.extract_answer` finds the final answer;
+:func:`~lightning_grpo.rewards.normalize.normalize_answer` canonicalises both it and the gold; equal
+strings are equal (so ``10^{10^{10}}`` equals itself without evaluation); otherwise both are read by
+a small recursive-descent LaTeX parser that builds sympy objects directly. Nothing is ever passed
+to ``eval``/``sympify``/``parse_expr``.
+
+Structures: ordered tuples and intervals (brackets must agree), unordered sets and bare comma lists,
+``\\pm`` (a two-element set), unions of intervals, inequalities (read as intervals), equations
+(``x = 5`` is 5; other equations are equal when one side difference is a non-zero multiple of the
+other), column vectors and matrices, and text answers (compared as lower-case alphanumerics).
+
+Equality of values: two rationals compare exactly (``0.75 = \\frac34``, ``1/2004! ≠ 1/2006!``);
+other constants compare numerically at 40 significant digits with a 1e-25 relative tolerance
+(surds, π, e, logs, trig); expressions with free symbols compare at three rational points.
+
+Guards, applied before sympy evaluates anything: at most 2,000 characters and 400 tokens, brackets
+nested at most 40 deep, integer results of at most 200,000 bits (power towers refused), factorials
+of at most 5,000, symbolic exponents of at most 1,000. A refused or unreadable answer is compared as
+text only. ``check`` never raises; unexpected internal failures come back in ``Verdict.error``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import sympy
+
+from lightning_grpo.rewards.extraction import MAX_ANSWER_CHARS, extract_answer
+from lightning_grpo.rewards.normalize import normalize_answer
+
+MAX_TOKENS = 400
+MAX_DEPTH = 40
+MAX_BITS = 200_000
+MAX_FACTORIAL = 5_000
+MAX_SYMBOLIC_EXPONENT = 1_000
+_PRECISION = 40
+_REL_TOL = sympy.Float("1e-25", _PRECISION)
+_ZERO_TOL = sympy.Float("1e-30", _PRECISION)
+
+
+@dataclass(frozen=True)
+class VerifyPolicy:
+    """Grading policy. ``percent``: ``strip`` (50\\% = 50), ``either`` (also 50\\% = 0.5), ``strict``
+    (a percent sign on one side only is wrong). ``rounded_decimals``: accept a decimal answer with at
+    least ``min_rounded_digits`` decimals that is the correctly rounded value of an irrational gold."""
+
+    percent: Literal["strip", "either", "strict"] = "strip"
+    rounded_decimals: bool = False
+    min_rounded_digits: int = 2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check: the extracted answer (None if none) and any internal error."""
+
+    correct: bool
+    answer: str | None
+    error: str | None = None
+
+
+class Unreadable(ValueError):
+    """The parser cannot read (or refuses to evaluate) an answer; it is compared as text."""
+
+
+class _TextAnswer(Unreadable):
+    """The answer is words, not math."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Values
+
+
+@dataclass(frozen=True)
+class _Seq:
+    """An ordered tuple or interval: ``(a, b]`` is ``_Seq('(', ']', (a, b))``."""
+
+    open: str
+    close: str
+    items: tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class _Bag:
+    """An unordered collection (set, bare list, ``\\pm`` pair, union of intervals)."""
+
+    items: tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class _Matrix:
+    rows: tuple[tuple[sympy.Expr, ...], ...]
+
+
+@dataclass(frozen=True)
+class _Equation:
+    """``lhs = rhs`` as the expression ``lhs - rhs``."""
+
+    difference: sympy.Expr
+
+
+@dataclass(frozen=True)
+class _Text:
+    key: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer and expression parser
+
+_TOKEN = re.compile(r"\s*(\d+\.?\d*|\.\d+|\\[a-zA-Z]+|\\[{}|]|[a-zA-Z]+|[-+*/^_(){}\[\],=<>!|'])")
+_FUNCTIONS = {
+    "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "cot": sympy.cot, "sec": sympy.sec, "csc": sympy.csc,
+    "arcsin": sympy.asin, "arccos": sympy.acos, "arctan": sympy.atan, "sinh": sympy.sinh, "cosh": sympy.cosh,
+    "tanh": sympy.tanh, "ln": sympy.log, "log": sympy.log, "exp": sympy.exp,
+}
+_INVERSE = {"sin": "arcsin", "cos": "arccos", "tan": "arctan"}
+_GREEK = frozenset(
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi rho sigma "
+    "tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma Phi Psi Omega".split()
+)
+_WORDS = {"pi": "\\pi", "sqrt": "\\sqrt", "inf": "\\infty", "infinity": "\\infty", **{f: "\\" + f for f in _FUNCTIONS}}
+_ATOM_COMMANDS = frozenset({"\\frac", "\\sqrt", "\\pi", "\\infty", "\\binom", "\\lfloor", "\\lceil"})
+_SIMPLE_FRACS = (
+    (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),
+    (re.compile(r"\\frac\s*(\{[^{}]*\})\s*(\d)"), r"\\frac\1{\2}"),
+    (re.compile(r"\\sqrt\s*(\d)"), r"\\sqrt{\1}"),
+)
+
+
+def _tokenize(text: str) -> list[str]:
+    for pattern, replacement in _SIMPLE_FRACS:
+        text = pattern.sub(replacement, text)
+    tokens: list[str] = []
+    pos, depth = 0, 0
+    text = text.rstrip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise Unreadable(f"unexpected character {text[pos]!r}")
+        token, pos = match.group(1), match.end()
+        if token.isalpha():
+            word = _WORDS.get(token)
+            if word is not None:
+                tokens.append(word)
+            elif len(token) >= 3:
+                raise _TextAnswer(token)
+            else:
+                tokens.extend(token)
+            continue
+        depth += 1 if token in "([{" or token == "\\{" else -1 if token in ")]}" or token == "\\}" else 0
+        if depth > MAX_DEPTH:
+            raise Unreadable("nested too deeply")
+        tokens.append(token)
+        if len(tokens) > MAX_TOKENS:
+            raise Unreadable("too many tokens")
+    return tokens
+
+
+def _checked(value: sympy.Expr) -> sympy.Expr:
+    """Refuse rationals too large to be an answer (bounded memory for everything built later)."""
+    if value.is_Rational and max(abs(value.p).bit_length(), abs(value.q).bit_length()) > MAX_BITS:
+        raise Unreadable("number too large")
+    return value
+
+
+def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
+    if exponent.is_Integer:
+        n = abs(int(exponent))
+        if base.is_Rational:
+            if base not in (0, 1, -1):
+                bits = max(abs(base.p).bit_length(), base.q.bit_length())
+                if n * bits > MAX_BITS:
+                    raise Unreadable("power too large")
+        elif n > MAX_SYMBOLIC_EXPONENT:
+            raise Unreadable("exponent too large")
+    elif exponent.is_Rational:
+        if abs(exponent.p) > MAX_SYMBOLIC_EXPONENT or exponent.q > MAX_SYMBOLIC_EXPONENT:
+            raise Unreadable("exponent too large")
+        if base.is_Rational and max(abs(base.p).bit_length(), base.q.bit_length()) > 256:
+            raise Unreadable("root of a large number")
+    elif exponent.is_number and base.is_number:
+        magnitude = sympy.Abs(exponent).evalf(15)
+        if not magnitude.is_finite or magnitude > MAX_SYMBOLIC_EXPONENT:
+            raise Unreadable("exponent too large")
+    return _checked(sympy.Pow(base, exponent))
+
+
+def _factorial(value: sympy.Expr) -> sympy.Expr:
+    if value.is_Integer:
+        if not 0 <= value <= MAX_FACTORIAL:
+            raise Unreadable("factorial out of range")
+        return sympy.factorial(value)
+    if value.is_number:
+        raise Unreadable("factorial of a non-integer")
+    return sympy.factorial(value)
+
+
+class _Parser:
+    """Recursive descent over LaTeX-ish math: + - * / ^ ! implicit products, \\frac \\sqrt, functions."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokenize(text)
+        self.pos = 0
+        self.abs_depth = 0
+
+    def parse(self) -> sympy.Expr:
+        value = self.expr()
+        if self.pos != len(self.tokens):
+            raise Unreadable(f"unexpected {self.peek()!r}")
+        return value
+
+    def peek(self, offset: int = 0) -> str | None:
+        index = self.pos + offset
+        return self.tokens[index] if index < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> str:
+        token = self.peek()
+        if token is None or (expected is not None and token != expected):
+            raise Unreadable(f"expected {expected!r}, got {token!r}")
+        self.pos += 1
+        return token
+
+    def expr(self) -> sympy.Expr:
+        value = self.term()
+        while self.peek() in ("+", "-"):
+            sign = self.take()
+            right = self.term()
+            value = _checked(value + right if sign == "+" else value - right)
+        return value
+
+    def term(self) -> sympy.Expr:
+        value = self.unary()
+        while True:
+            token = self.peek()
+            if token in ("*", "\\cdot", "\\times"):
+                self.take()
+                value = _checked(value * self.unary())
+            elif token in ("/", "\\div"):
+                self.take()
+                divisor = self.unary()
+                if divisor == 0:
+                    raise Unreadable("division by zero")
+                value = _checked(value / divisor)
+            elif self.starts_atom(token):
+                mixed = self.mixed_fraction(value)
+                value = _checked(value + mixed if mixed is not None else value * self.power())
+            else:
+                return value
+
+    def mixed_fraction(self, whole: sympy.Expr) -> sympy.Expr | None:
+        """``2\\frac{1}{2}`` (a whole number then a fraction of digits) is 5/2, not 1."""
+        window = self.tokens[self.pos : self.pos + 7]
+        if not (whole.is_Integer and len(window) == 7 and window[0] == "\\frac"):
+            return None
+        if window[1::3] != ["{", "{"] or window[3::3] != ["}", "}"] or not (window[2] + window[5]).isdigit():
+            return None
+        previous = self.tokens[self.pos - 1]
+        if not previous.isdigit():
+            return None
+        self.pos += 7
+        fraction = sympy.Rational(int(window[2]), int(window[5]))
+        return fraction if whole >= 0 else -fraction
+
+    def starts_atom(self, token: str | None) -> bool:
+        if token is None:
+            return False
+        if token == "|":
+            return self.abs_depth == 0
+        return (
+            token[0].isdigit() or token[0] == "." or token.isalpha() or token in ("(", "[", "{")
+            or token in _ATOM_COMMANDS or token[1:] in _FUNCTIONS or token[1:] in _GREEK
+        )
+
+    def unary(self) -> sympy.Expr:
+        if self.peek() == "-":
+            self.take()
+            return -self.unary()
+        if self.peek() == "+":
+            self.take()
+            return self.unary()
+        return self.power()
+
+    def power(self) -> sympy.Expr:
+        base = self.postfix()
+        if self.peek() != "^":
+            return base
+        self.take()
+        return _power(base, self.exponent())
+
+    def exponent(self) -> sympy.Expr:
+        if self.peek() == "{":
+            return self.group("{", "}")
+        if self.peek() == "-":
+            self.take()
+            return -self.power()
+        return self.power()
+
+    def postfix(self) -> sympy.Expr:
+        value = self.atom()
+        while self.peek() == "!":
+            self.take()
+            value = _checked(_factorial(value))
+        return value
+
+    def group(self, opening: str, closing: str) -> sympy.Expr:
+        self.take(opening)
+        saved, self.abs_depth = self.abs_depth, 0
+        value = self.expr()
+        self.abs_depth = saved
+        self.take(closing)
+        return value
+
+    def argument(self) -> sympy.Expr:
+        """A command's argument: a brace group, or a single atom (``\\sqrt 2``)."""
+        return self.group("{", "}") if self.peek() == "{" else self.postfix()
+
+    def atom(self) -> sympy.Expr:
+        token = self.peek()
+        if token is None:
+            raise Unreadable("unexpected end")
+        if token[0].isdigit() or token[0] == ".":
+            self.take()
+            if self.peek() == "_":
+                raise Unreadable("number with a base subscript")
+            return _checked(sympy.Rational(token))
+        if token in ("(", "[", "{"):
+            return self.group(token, {"(": ")", "[": "]", "{": "}"}[token])
+        if token == "|":
+            self.take()
+            self.abs_depth += 1
+            value = self.expr()
+            self.abs_depth -= 1
+            self.take("|")
+            return sympy.Abs(value)
+        if token.isalpha():
+            self.take()
+            if self.peek() == "_":
+                self.take()
+                index = self.take()
+                if index == "{":
+                    index = "".join(iter(self.take, "}"))[:20]
+                return sympy.Symbol(f"{token}_{index}")
+            return {"e": sympy.E, "i": sympy.I}.get(token) or sympy.Symbol(token)
+        self.take()
+        if token == "\\frac":
+            numerator = self.argument()
+            denominator = self.argument()
+            if denominator == 0:
+                raise Unreadable("division by zero")
+            return _checked(numerator / denominator)
+        if token == "\\sqrt":
+            index = self.group("[", "]") if self.peek() == "[" else sympy.Integer(2)
+            radicand = self.argument()
+            if index == 0:
+                raise Unreadable("zeroth root")
+            return _power(radicand, 1 / index)
+        if token == "\\binom":
+            top, bottom = self.argument(), self.argument()
+            if top.is_Integer and (abs(top) > MAX_FACTORIAL or abs(bottom) > MAX_FACTORIAL):
+                raise Unreadable("binomial too large")
+            return sympy.binomial(top, bottom)
+        if token in ("\\lfloor", "\\lceil"):
+            value = self.expr()
+            self.take("\\rfloor" if token == "\\lfloor" else "\\rceil")
+            return sympy.floor(value) if token == "\\lfloor" else sympy.ceiling(value)
+        if token == "\\pi":
+            return sympy.pi
+        if token == "\\infty":
+            return sympy.oo
+        if token[1:] in _GREEK:
+            return sympy.Symbol(token[1:])
+        if token[1:] in _FUNCTIONS:
+            return self.function(token[1:])
+        raise Unreadable(f"unknown command {token!r}")
+
+    def function(self, name: str) -> sympy.Expr:
+        power: sympy.Expr | None = None
+        base: sympy.Expr | None = None
+        if self.peek() == "^":
+            self.take()
+            power = self.exponent()
+            if power == -1 and name in _INVERSE:
+                name, power = _INVERSE[name], None
+        if self.peek() == "_" and name == "log":
+            self.take()
+            base = self.argument()
+        if self.peek() in ("(", "{"):
+            argument = self.group(self.peek(), ")" if self.peek() == "(" else "}")
+        else:
+            argument = self.power()
+            while self.peek() is not None and (self.peek()[0].isdigit() or self.peek().isalpha()):
+                argument = argument * self.power()
+        value = sympy.log(argument, base) if base is not None else _FUNCTIONS[name](argument)
+        return _power(value, power) if power is not None else value
+
+
+def parse_expression(text: str) -> sympy.Expr:
+    """One expression (no commas, relations or brackets-as-structure) as a sympy object."""
+    return _Parser(text).parse()
+
+
+# ---------------------------------------------------------------------------------------------
+# Structure: sets, tuples, intervals, relations
+
+
+_RELATION = re.compile(r"\\le\b|\\ge\b|<=|>=|[<>]")
+_LONE_SYMBOL = re.compile(r"^\s*(?:[a-zA-Z](?:_\{?\w+\}?)?|\\[a-zA-Z]+|[a-zA-Z]\([a-zA-Z]\))\s*$")
+_MATRIX = re.compile(r"^\\begin\{[pbvBV]?matrix\}(.*)\\end\{[pbvBV]?matrix\}$", re.S)
+
+
+def _split_top(text: str, separator: str) -> list[str]:
+    """Split ``text`` on ``separator`` wherever it is outside every bracket."""
+    parts: list[str] = []
+    depth, start, pos = 0, 0, 0
+    while pos < len(text):
+        if text.startswith(("\\{", "\\}"), pos):
+            depth += 1 if text[pos + 1] == "{" else -1
+            pos += 2
+            continue
+        char = text[pos]
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif depth == 0 and text.startswith(separator, pos):
+            parts.append(text[start:pos])
+            pos += len(separator)
+            start = pos
+            continue
+        pos += 1
+    parts.append(text[start:])
+    return parts
+
+
+def _enclosed(text: str, opening: str, closing: str) -> bool:
+    """Whether ``text`` is one bracket pair ``opening … closing`` (not ``(a)(b)``)."""
+    if not (text.startswith(opening) and text.endswith(closing)):
+        return False
+    inner = text[len(opening) : -len(closing)]
+    depth = 0
+    for char in inner:
+        depth += 1 if char in "([{" else -1 if char in ")]}" else 0
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def parse_value(text: str, strip_variable: bool = True) -> object:
+    """Read a normalised answer into an expression or a structure (see the module docstring).
+
+    ``strip_variable`` reads ``x = 5`` as 5; without it, as the equation ``x - 5 = 0``.
+    """
+    text = text.strip()
+    if not text:
+        raise Unreadable("empty")
+    member = re.match(r"^[a-zA-Z]\s*\\in\s*(.+)$", text, re.S)
+    if member is not None:
+        text = member.group(1).strip()
+    if strip_variable and text.count("=") == 1 and _LONE_SYMBOL.match(text.split("=")[0]):
+        text = text.split("=")[1].strip()
+    unions = _split_top(text, "\\cup")
+    if len(unions) > 1:
+        return _Bag(tuple(_interval(part.strip()) for part in unions))
+    if _enclosed(text, "\\{", "\\}"):
+        return _Bag(tuple(_flatten(parse_value(item) for item in _split_top(text[2:-2], ","))))
+    matrix = _MATRIX.match(text)
+    if matrix is not None:
+        rows = [row for row in _split_top(matrix.group(1), "\\\\") if row.strip()]
+        return _Matrix(tuple(tuple(parse_expression(cell) for cell in _split_top(row, "&")) for row in rows))
+    for opening, closing in (("(", ")"), ("(", "]"), ("[", ")"), ("[", "]")):
+        if _enclosed(text, opening, closing):
+            items = _split_top(text[1:-1], ",")
+            if len(items) > 1:
+                return _Seq(opening, closing, tuple(parse_value(item) for item in items))
+    items = _split_top(text, ",")
+    if len(items) > 1:
+        return _Bag(tuple(_flatten(parse_value(item) for item in items)))
+    for sign in ("\\pm", "\\mp"):
+        if sign in text:
+            plus, minus = text.replace(sign, "+", 1), text.replace(sign, "-", 1)
+            return _Bag((parse_value(plus), parse_value(minus)))
+    if _RELATION.search(text):
+        return _inequality(text)
+    if "=" in text:
+        sides = _split_top(text, "=")
+        if len(sides) != 2:
+            raise Unreadable("chained equation")
+        return _Equation(parse_expression(sides[0]) - parse_expression(sides[1]))
+    return parse_expression(text)
+
+
+def _flatten(values: object) -> list[object]:
+    """Members of a set: a ``\\pm`` member contributes both of its values."""
+    out: list[object] = []
+    for value in values:  # type: ignore[attr-defined]
+        out.extend(value.items if isinstance(value, _Bag) else [value])
+    return out
+
+
+def _interval(text: str) -> _Seq:
+    value = parse_value(text)
+    if isinstance(value, _Seq) and len(value.items) == 2:
+        return value
+    raise Unreadable("a union of non-intervals")
+
+
+def _inequality(text: str) -> _Seq:
+    """``a < x \\le b``, ``x > a``, ``a \\ge x`` as the interval of x."""
+    relations = _RELATION.findall(text)
+    sides = [part.strip() for part in _RELATION.split(text)]
+    if not 1 <= len(relations) <= 2 or not all(sides):
+        raise Unreadable("not an inequality")
+    lower = [r in ("<", "\\le", "<=") for r in relations]
+    if len(set(lower)) != 1:
+        raise Unreadable("mixed inequality")
+    strict = [r in ("<", ">") for r in relations]
+    if not lower[0]:
+        sides, strict = sides[::-1], strict[::-1]
+    variable = [i for i, side in enumerate(sides) if _LONE_SYMBOL.match(side)]
+    if len(relations) == 2:
+        if 1 not in variable:
+            raise Unreadable("no variable in the middle")
+        low, high = parse_expression(sides[0]), parse_expression(sides[2])
+        return _Seq("(" if strict[0] else "[", ")" if strict[1] else "]", (low, high))
+    if variable == [0] or (0 in variable and 1 not in variable):
+        return _Seq("(", ")" if strict[0] else "]", (-sympy.oo, parse_expression(sides[1])))
+    if 1 in variable:
+        return _Seq("(" if strict[0] else "[", ")", (parse_expression(sides[0]), sympy.oo))
+    raise Unreadable("no variable in the inequality")
+
+
+# ---------------------------------------------------------------------------------------------
+# Equality
+
+_POINTS = (
+    (sympy.Rational(7, 5), sympy.Rational(-3, 11), sympy.Rational(13, 7)),
+    (sympy.Rational(2, 3), sympy.Rational(17, 6), sympy.Rational(-5, 9)),
+    (sympy.Rational(-11, 4), sympy.Rational(5, 13), sympy.Rational(19, 10)),
+)
+
+
+def _numeric(value: sympy.Expr) -> sympy.Expr | None:
+    """``value`` to 40 digits, or None when it is not a finite number."""
+    number = value.evalf(_PRECISION)
+    if not number.is_number or number.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
+        return None
+    return number
+
+
+def _constants_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
+    if a.is_Rational and b.is_Rational:
+        return bool(a == b)
+    if a.has(sympy.oo, -sympy.oo, sympy.zoo) or b.has(sympy.oo, -sympy.oo, sympy.zoo):
+        return bool(a == b)
+    x, y = _numeric(a), _numeric(b)
+    if x is None or y is None:
+        return False
+    difference, scale = abs(x - y), max(abs(x), abs(y))
+    if scale == 0:
+        return True
+    if x == 0 or y == 0:
+        return bool(scale < _ZERO_TOL)
+    return bool(difference <= _REL_TOL * scale)
+
+
+def _expressions_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
+    if a == b:
+        return True
+    symbols = a.free_symbols | b.free_symbols
+    if not symbols:
+        return _constants_equal(a, b)
+    ordered = sorted(symbols, key=lambda s: s.name)
+    agreed = 0
+    for point in _POINTS:
+        values = {s: point[i % len(point)] + i // len(point) for i, s in enumerate(ordered)}
+        x, y = _numeric(a.xreplace(values)), _numeric(b.xreplace(values))
+        if x is None or y is None:
+            continue
+        if not _constants_equal(x, y):
+            return False
+        agreed += 1
+    return agreed >= 2
+
+
+def _equations_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
+    """``f = 0`` and ``g = 0`` are the same equation when g/f is a non-zero constant."""
+    if a.free_symbols != b.free_symbols or not a.free_symbols:
+        return False
+    ordered = sorted(a.free_symbols, key=lambda s: s.name)
+    ratios = []
+    for point in _POINTS:
+        values = {s: point[i % len(point)] + i // len(point) for i, s in enumerate(ordered)}
+        x, y = _numeric(a.xreplace(values)), _numeric(b.xreplace(values))
+        if x is None or y is None or x == 0 or y == 0:
+            continue
+        ratios.append(y / x)
+    return len(ratios) >= 2 and all(_constants_equal(r, ratios[0]) for r in ratios[1:])
+
+
+def values_equal(answer: object, gold: object) -> bool:
+    """Structural equality of two parsed values (see the module docstring)."""
+    if isinstance(answer, sympy.Basic) and isinstance(gold, sympy.Basic):
+        return _expressions_equal(answer, gold)
+    if isinstance(answer, _Seq) and isinstance(gold, _Seq):
+        return (
+            (answer.open, answer.close) == (gold.open, gold.close)
+            and len(answer.items) == len(gold.items)
+            and all(values_equal(x, y) for x, y in zip(answer.items, gold.items))
+        )
+    if isinstance(answer, _Matrix) and isinstance(gold, _Seq) and (gold.open, gold.close) == ("(", ")"):
+        return all(len(row) == 1 for row in answer.rows) and values_equal(
+            _Seq("(", ")", tuple(row[0] for row in answer.rows)), gold
+        )
+    if isinstance(answer, _Seq) and isinstance(gold, _Matrix):
+        return values_equal(gold, answer)
+    if isinstance(answer, _Matrix) and isinstance(gold, _Matrix):
+        return [len(r) for r in answer.rows] == [len(r) for r in gold.rows] and all(
+            _expressions_equal(x, y) for ra, rg in zip(answer.rows, gold.rows) for x, y in zip(ra, rg)
+        )
+    if isinstance(answer, _Bag) and isinstance(gold, _Bag):
+        return _bags_equal(list(answer.items), list(gold.items))
+    if isinstance(answer, _Equation) and isinstance(gold, _Equation):
+        return _equations_equal(answer.difference, gold.difference)
+    if isinstance(answer, _Text) and isinstance(gold, _Text):
+        return answer.key == gold.key
+    return False
+
+
+def _bags_equal(answer: list[object], gold: list[object]) -> bool:
+    """Multiset equality under :func:`values_equal` (greedy matching; bags are small)."""
+    if len(answer) != len(gold):
+        return False
+    remaining = list(gold)
+    for item in answer:
+        match = next((i for i, other in enumerate(remaining) if values_equal(item, other)), None)
+        if match is None:
+            return False
+        remaining.pop(match)
+    return True
+
+
+def _text_key(text: str) -> str:
+    return re.sub(r"\\text|\\mathrm|[^a-z0-9.+\-]", "", text.lower())
+
+
+def _read(text: str, strip_variable: bool = True) -> object:
+    """Parse; a text key when the answer is words; None when it is unreadable."""
+    try:
+        return parse_value(text, strip_variable)
+    except _TextAnswer:
+        return _Text(_text_key(text))
+    except (Unreadable, RecursionError):
+        return None
+
+
+_DECIMAL = re.compile(r"^-?\d*\.(\d+)$")
+
+
+@functools.lru_cache(maxsize=2048)
+def equivalent(answer: str, gold: str, policy: VerifyPolicy = VerifyPolicy()) -> bool:
+    """Whether the (un-normalised) ``answer`` string is equivalent to ``gold`` under ``policy``."""
+    if len(answer) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
+        return False
+    norm_answer, norm_gold = normalize_answer(answer), normalize_answer(gold)
+    if policy.percent == "strict" and norm_answer.percent != norm_gold.percent:
+        return False
+    a_text, g_text = norm_answer.text, norm_gold.text
+    if a_text.replace(" ", "") == g_text.replace(" ", ""):
+        return True
+    a_value, g_value = _read(a_text), _read(g_text)
+    if a_value is None or g_value is None:
+        return _text_key(a_text) == _text_key(g_text) and bool(_text_key(a_text))
+    if isinstance(a_value, _Text) != isinstance(g_value, _Text):
+        return False
+    if values_equal(a_value, g_value):
+        return True
+    if isinstance(a_value, _Equation) != isinstance(g_value, _Equation) and "=" in a_text and "=" in g_text:
+        a_equation, g_equation = _read(a_text, strip_variable=False), _read(g_text, strip_variable=False)
+        if isinstance(a_equation, _Equation) and isinstance(g_equation, _Equation):
+            return _equations_equal(a_equation.difference, g_equation.difference)
+    if policy.percent == "either" and norm_answer.percent != norm_gold.percent:
+        if isinstance(a_value, sympy.Basic) and isinstance(g_value, sympy.Basic):
+            scaled = a_value / 100 if norm_answer.percent else a_value * 100
+            if _expressions_equal(scaled, g_value):
+                return True
+    decimals = _DECIMAL.match(a_text)
+    if policy.rounded_decimals and decimals and isinstance(g_value, sympy.Basic) and g_value.is_number:
+        digits = len(decimals.group(1))
+        if digits >= policy.min_rounded_digits and not g_value.is_Rational:
+            gold_number = _numeric(g_value)
+            if gold_number is not None and gold_number.is_real:
+                return bool(abs(sympy.Rational(a_text) - gold_number) <= sympy.Rational(1, 2 * 10**digits))
+    return False
+
+
+def _gold_answer(gold: str) -> str:
+    """The gold answer: its last ``\\boxed{}`` when it has one, else the whole string."""
+    if "\\boxed" in gold or "\\fbox" in gold:
+        boxed = extract_answer(gold)
+        if boxed is not None:
+            return boxed
+    return gold
+
+
+def check(completion: str, gold: str, *, policy: VerifyPolicy = VerifyPolicy(), truncated: bool = False) -> Verdict:
+    """Extract the answer from ``completion`` and compare it with ``gold``; never raises."""
+    answer: str | None = None
+    try:
+        answer = extract_answer(completion, truncated=truncated)
+        if answer is None:
+            return Verdict(False, None)
+        return Verdict(equivalent(answer, _gold_answer(gold), policy), answer)
+    except Exception as err:  # an internal failure is reported, not raised: see Verdict.error
+        return Verdict(False, answer, f"{type(err).__name__}: {err}"[:500])
+
+
+def verify(completion: str, gold: str, *, policy: VerifyPolicy = VerifyPolicy(), truncated: bool = False) -> bool:
+    """Whether ``completion``'s final answer equals ``gold`` (see :func:`check`)."""
+    return check(completion, gold, policy=policy, truncated=truncated).correct

@@ -1,0 +1,128 @@
+"""Supervised warm start: build a tiny Qwen3 model and teach it the task's answer format.
+
+A randomly initialised model never answers correctly, so GRPO would see no reward signal. The demo
+therefore starts from a checkpoint made here: a tiny Qwen3-config model with the offline character
+tokenizer, trained briefly with next-token cross-entropy on ``prompt + solution + EOS`` from the same
+prompt source, then saved with ``save_pretrained`` where the policy is loaded from. The run stops
+early enough that the model is right only part of the time, leaving GRPO something to learn.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from lightning_grpo.models import build_char_tokenizer, build_tiny_qwen3
+from lightning_grpo.sources import PromptSource
+
+
+class WarmStart:
+    def __init__(
+        self,
+        steps: int = 300,
+        batch_size: int = 64,
+        learning_rate: float = 3e-3,
+        hidden_size: int = 128,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        num_kv_heads: int = 2,
+        intermediate_size: int = 384,
+        max_position_embeddings: int = 256,
+        prompt_template: str = "{question}",
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            steps: supervised optimizer steps (the knob that sets how good the starting policy is).
+            batch_size: examples per step.
+            learning_rate: AdamW learning rate, with linear decay to 0.
+            hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size, max_position_embeddings:
+                the Qwen3 config of the tiny model.
+            prompt_template: how a question becomes a prompt; must match the data module's.
+            seed: initialisation and data order.
+        """
+        if steps < 0 or batch_size < 1 or learning_rate <= 0:
+            raise ValueError(f"need steps >= 0, batch_size >= 1, learning_rate > 0; got {steps}, {batch_size}, {learning_rate}")
+        self.steps = steps
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.sizes = dict(
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            num_kv_heads=num_kv_heads,
+            intermediate_size=intermediate_size,
+            max_position_embeddings=max_position_embeddings,
+        )
+        self.prompt_template = prompt_template
+        self.seed = seed
+
+    def run(self, output_dir: str, source: PromptSource) -> None:
+        """Build, train and save the model at ``output_dir`` unless a model is already there."""
+        out = Path(output_dir)
+        if (out / "config.json").exists():
+            return
+        if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+            _wait_for(out / "config.json")
+            return
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tokenizer = build_char_tokenizer()
+        model = build_tiny_qwen3(tokenizer, seed=self.seed, **self.sizes)
+        start = time.perf_counter()
+        loss = self.train(model, tokenizer, source)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(out)
+        print(f"warm start: {self.steps} supervised steps in {time.perf_counter() - start:.0f} s, final loss {loss:.3f} -> {out}")
+
+    def train(self, model: torch.nn.Module, tokenizer, source: PromptSource) -> float:  # type: ignore[no-untyped-def]
+        table = source.load("train")
+        examples = [
+            (self.prompt_template.format(question=q), s) for q, s in zip(table["question"], table["solution"])
+        ]
+        generator = torch.Generator().manual_seed(self.seed)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=self.learning_rate, weight_decay=0.0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / max(self.steps, 1))
+        model.train()
+        loss = torch.tensor(float("nan"))
+        for _ in range(self.steps):
+            picks = torch.randint(len(examples), (self.batch_size,), generator=generator).tolist()
+            input_ids, labels = _supervised_batch([examples[i] for i in picks], tokenizer)
+            loss = model(input_ids=input_ids, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+        model.eval()
+        return float(loss.detach())
+
+
+def _supervised_batch(pairs: list[tuple[str, str]], tokenizer) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+    """Right-padded ids [B, T] and labels [B, T] with the loss on the solution and its EOS only."""
+    rows, targets = [], []
+    for prompt, solution in pairs:
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        s = tokenizer(solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append(p + s)
+        targets.append([-100] * len(p) + s)
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    labels = torch.full((len(rows), width), -100)
+    for i, (r, t) in enumerate(zip(rows, targets)):
+        input_ids[i, : len(r)] = torch.tensor(r)
+        labels[i, : len(t)] = torch.tensor(t)
+    return input_ids, labels
+
+
+def _wait_for(path: Path, timeout_s: float = 1800.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank 0 did not write the warm-start model {path} within {timeout_s:.0f} s")
+        time.sleep(1.0)

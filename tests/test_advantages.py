@@ -1,0 +1,133 @@
+"""Advantage estimators on hand-made rewards; expected values derived in the comments."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lightning_grpo.advantages import AdvantageContext, AGPOAdvantage, GroupNormalized, MeanCentered
+
+EPS = 1e-4
+
+# Group 0: [1, 0, 0, 1]: mean 0.5, centred ±0.5, unbiased var = 4·0.25/3 = 1/3 → std 1/√3.
+# Group 1: [1, 1, 1, 1]: zero variance → Â = 0.
+# Group 2: [0, 0, 0, 2]: mean 0.5, centred [−.5, −.5, −.5, 1.5], var = (3·0.25 + 2.25)/3 = 1 → std 1.
+REWARDS = torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 2.0]])
+CENTRED = torch.tensor([[0.5, -0.5, -0.5, 0.5], [0.0, 0.0, 0.0, 0.0], [-0.5, -0.5, -0.5, 1.5]])
+
+
+def test_group_normalized_group_scale():
+    out = GroupNormalized()(REWARDS)
+    expected = CENTRED.clone()
+    expected[0] /= 1 / math.sqrt(3) + EPS
+    expected[2] /= 1.0 + EPS
+    torch.testing.assert_close(out.values, expected)
+    assert out.keep.all()
+    assert out.metrics["zero_variance_frac"].item() == pytest.approx(1 / 3)
+
+
+def test_group_normalized_batch_scale():
+    # All 12 rewards: six 1s, five 0s, one 2 → mean 8/12 = 2/3.
+    # Σ (r − 2/3)² = 6·(1/3)² + 5·(2/3)² + (4/3)² = 6/9 + 20/9 + 16/9 = 42/9; unbiased var = (42/9)/11 = 14/33.
+    out = GroupNormalized(scale="batch")(REWARDS)
+    torch.testing.assert_close(out.values, CENTRED / (math.sqrt(14 / 33) + EPS))
+
+
+def test_group_normalized_no_scale_and_eps():
+    torch.testing.assert_close(GroupNormalized(scale="none")(REWARDS).values, CENTRED)
+    # verl's eps: group 2 divides by 1 + 1e-6
+    out = GroupNormalized(eps=1e-6)(REWARDS)
+    torch.testing.assert_close(out.values[2], CENTRED[2] / (1.0 + 1e-6))
+
+
+def test_group_normalized_rejects_bad_input():
+    with pytest.raises(ValueError, match="G >= 2"):
+        GroupNormalized()(torch.ones(3, 1))
+    with pytest.raises(ValueError, match="'median'"):
+        GroupNormalized(scale="median")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="-1"):
+        GroupNormalized(eps=-1.0)
+
+
+def test_mean_centered():
+    # [[1,0,0,1],[2,2,2,2],[3,0,0,0]] − row means [0.5, 2, 0.75]
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [2.0, 2.0, 2.0, 2.0], [3.0, 0.0, 0.0, 0.0]])
+    out = MeanCentered()(rewards)
+    torch.testing.assert_close(
+        out.values, torch.tensor([[0.5, -0.5, -0.5, 0.5], [0.0] * 4, [2.25, -0.75, -0.75, -0.75]])
+    )
+    assert out.keep.all()
+    assert out.metrics["zero_variance_frac"].item() == pytest.approx(1 / 3)
+    torch.testing.assert_close(out.values, GroupNormalized(scale="none")(rewards).values)
+
+
+# Group 0 all correct (1), group 1 all wrong (0), group 2 mixed, group 3 all 0.5 (neither r_max nor r_min).
+# Group 2: [1, 0, 0]: mean 1/3, centred [2/3, −1/3, −1/3], var = (4/9 + 1/9 + 1/9)/2 = 1/3 → std 1/√3.
+AGPO_REWARDS = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
+MIXED = torch.tensor([2 / 3, -1 / 3, -1 / 3]) / (1 / math.sqrt(3) + EPS)
+
+
+def test_agpo_pm_one():
+    out = AGPOAdvantage()(AGPO_REWARDS)
+    expected = torch.stack([torch.ones(3), -torch.ones(3), MIXED, torch.zeros(3)])
+    torch.testing.assert_close(out.values, expected)
+    assert out.keep.all()
+    assert out.metrics["zero_variance_frac"].item() == pytest.approx(0.75)
+    assert out.metrics["plus_one_frac"].item() == pytest.approx(0.25)
+    assert out.metrics["minus_one_frac"].item() == pytest.approx(0.25)
+    assert out.metrics["pm_one_frac"].item() == pytest.approx(0.5)
+    assert out.metrics["dropped_frac"].item() == 0.0
+    assert out.metrics["pm_one_groups"].item() == 2
+
+
+def test_agpo_zero_and_drop():
+    out = AGPOAdvantage(zero_variance="zero")(AGPO_REWARDS)
+    torch.testing.assert_close(out.values, torch.stack([torch.zeros(3), torch.zeros(3), MIXED, torch.zeros(3)]))
+    assert out.keep.all()
+    assert out.metrics["pm_one_frac"].item() == 0.0
+
+    out = AGPOAdvantage(zero_variance="drop")(AGPO_REWARDS)
+    # the three zero-variance groups are excluded (keep False); the mixed group is z-scored
+    assert out.keep.tolist() == [[False] * 3, [False] * 3, [True] * 3, [False] * 3]
+    torch.testing.assert_close(out.values[2], MIXED)
+    assert out.metrics["dropped_frac"].item() == pytest.approx(0.75)
+    assert out.metrics["dropped_groups"].item() == 3
+
+
+def test_agpo_custom_range_and_atol():
+    # r_max = 2, r_min = −1; group [2, 2+1e-9] is flat within atol → +1; [−1, −1] → −1; [0, 0] → 0.
+    rewards = torch.tensor([[2.0, 2.0 + 1e-9], [-1.0, -1.0], [0.0, 0.0]], dtype=torch.float64)
+    out = AGPOAdvantage(r_max=2.0, r_min=-1.0, atol=1e-6)(rewards)
+    torch.testing.assert_close(out.values, torch.tensor([[1.0, 1.0], [-1.0, -1.0], [0.0, 0.0]]))
+
+
+def test_agpo_uses_correctness_for_zero_variance():
+    # Total rewards carry a format bonus (0.1), so no group has zero *reward* variance; the test
+    # uses correctness: group 0 all correct → +1, group 1 all wrong → −1, group 2 mixed → z-score of
+    # the total rewards [1.1, 0, 0]: centred [2.2/3, −1.1/3, −1.1/3], std 1.1/√3.
+    rewards = torch.tensor([[1.1, 1.0, 1.1], [0.1, 0.0, 0.1], [1.1, 0.0, 0.0]])
+    correct = torch.tensor([[True, True, True], [False, False, False], [True, False, False]])
+    out = AGPOAdvantage()(rewards, AdvantageContext(correct=correct))
+    mixed = torch.tensor([2.2 / 3, -1.1 / 3, -1.1 / 3]) / (1.1 / math.sqrt(3) + EPS)
+    torch.testing.assert_close(out.values, torch.stack([torch.ones(3), -torch.ones(3), mixed]))
+
+
+def test_agpo_pm_one_on_mixed_group_equals_zscore():
+    # Oracle: on mixed groups AGPO is exactly GRPO's z-score.
+    rewards = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.3, 0.9, 0.1, 0.2]])
+    torch.testing.assert_close(AGPOAdvantage()(rewards).values, GroupNormalized()(rewards).values)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"zero_variance": "skip"}, "'skip'"),
+        ({"atol": -1.0}, "-1.0"),
+        ({"r_max": 0.0, "r_min": 1.0}, "r_max=0.0"),
+    ],
+)
+def test_agpo_rejects_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AGPOAdvantage(**kwargs)

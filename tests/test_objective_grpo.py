@@ -1,0 +1,191 @@
+"""GRPO on hand-built tensors: values and gradients derived by hand in the comments."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lightning_grpo.objectives import GRPO, Normalizers, ObjectiveInputs
+
+
+def make_inputs(ratios, logp, adv, mask, norm, ref_logp=None):
+    """logp is a leaf with grad; old_logp = logp − log(ratio) so ρ equals ``ratios`` exactly."""
+    logp = torch.tensor(logp, dtype=torch.float64, requires_grad=True)
+    old = logp.detach() - torch.log(torch.tensor(ratios, dtype=torch.float64))
+    ref = None if ref_logp is None else torch.tensor(ref_logp, dtype=torch.float64)
+    inputs = ObjectiveInputs(
+        logp=logp,
+        old_logp=old,
+        advantages=torch.tensor(adv, dtype=torch.float64),
+        mask=torch.tensor(mask, dtype=torch.float64),
+        normalizers=norm,
+        ref_logp=ref,
+    )
+    return inputs, logp
+
+
+# Row 0: Â = +1, ρ = [1.5, 1.0, 0.5], all three tokens are loss tokens.
+# Row 1: Â = −1, ρ = [1.5, 0.7, 0.5], the last token is padding (mask 0).
+RATIOS = [[1.5, 1.0, 0.5], [1.5, 0.7, 0.5]]
+LOGP = [[-1.0, -2.0, -0.5], [-0.3, -1.2, -2.5]]
+ADV = [1.0, -1.0]
+MASK = [[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]
+NORM = Normalizers(num_sequences=2, num_tokens=5, max_length=4)
+# Per token, ε = 0.2, L = −min(ρÂ, clip(ρ, 0.8, 1.2)Â) and dL/dlogp = −Âρ unless clipped (then 0):
+# row 0 (Â=+1): ρ=1.5 → min(1.5, 1.2) = 1.2, L = −1.2, clipped (grad 0)
+#               ρ=1.0 → L = −1.0, grad −1.0
+#               ρ=0.5 → min(0.5, 0.8) = 0.5, L = −0.5, grad −0.5
+# row 1 (Â=−1): ρ=1.5 → min(−1.5, −1.2) = −1.5, L = 1.5, grad +1.5
+#               ρ=0.7 → min(−0.7, −0.8) = −0.8, L = 0.8, clipped (grad 0)
+PER_TOKEN = [[-1.2, -1.0, -0.5], [1.5, 0.8, 0.0]]
+PER_TOKEN_GRAD = [[0.0, -1.0, -0.5], [1.5, 0.0, 0.0]]
+# Σ M·L = −2.7 + 2.3 = −0.4
+
+
+@pytest.mark.parametrize(
+    "aggregation, expected_loss, grad_scale",
+    [
+        # row means: −2.7/3 = −0.9 and 2.3/2 = 1.15; mean over n = 2 → 0.125.
+        # grad of a row-i token: per-token grad / |o_i| / n
+        ("seq_mean_token_mean", 0.125, [[1 / 6] * 3, [1 / 4] * 3]),
+        # −0.4 / N (=5)
+        ("token_mean", -0.08, [[1 / 5] * 3, [1 / 5] * 3]),
+        # −0.4 / n (=2)
+        ("seq_mean_token_sum", -0.2, [[1 / 2] * 3, [1 / 2] * 3]),
+        # −0.4 / (n · L_max) = −0.4 / 8
+        ("constant_norm", -0.05, [[1 / 8] * 3, [1 / 8] * 3]),
+    ],
+)
+def test_grpo_aggregations(aggregation, expected_loss, grad_scale):
+    inputs, logp = make_inputs(RATIOS, LOGP, ADV, MASK, NORM)
+    loss, metrics = GRPO(beta=0.0, aggregation=aggregation)(inputs)
+    loss.backward()
+    assert loss.item() == pytest.approx(expected_loss, abs=1e-12)
+    expected_grad = torch.tensor(PER_TOKEN_GRAD, dtype=torch.float64) * torch.tensor(grad_scale, dtype=torch.float64)
+    torch.testing.assert_close(logp.grad, expected_grad)
+    # clip fractions: low = ρ < 0.8 with Â < 0 → row 1 token 1 only (row 1 token 2 has ρ = 0.5
+    # but is padding); high = ρ > 1.2 with Â > 0 → row 0 token 0. Each 1 / N = 0.2.
+    assert metrics["clip_frac_low"].item() == pytest.approx(0.2)
+    assert metrics["clip_frac_high"].item() == pytest.approx(0.2)
+    assert "kl" not in metrics
+
+
+def test_grpo_asymmetric_clip_ranges():
+    # ε_low = 0.1, ε_high = 0.6: row 0's ρ = 1.5 is now inside (L = −1.5, grad −1.5), row 0's ρ = 0.5
+    # still unclipped for Â > 0; row 1's ρ = 0.7 < 0.9 stays clipped at 0.9: L = 0.9.
+    # token_mean: Σ M·L = (−1.5 − 1.0 − 0.5) + (1.5 + 0.9) = −0.6 → /5 = −0.12
+    inputs, logp = make_inputs(RATIOS, LOGP, ADV, MASK, NORM)
+    loss, metrics = GRPO(epsilon_low=0.1, epsilon_high=0.6, beta=0.0, aggregation="token_mean")(inputs)
+    loss.backward()
+    assert loss.item() == pytest.approx(-0.12)
+    torch.testing.assert_close(
+        logp.grad, torch.tensor([[-1.5, -1.0, -0.5], [1.5, 0.0, 0.0]], dtype=torch.float64) / 5
+    )
+    assert metrics["clip_frac_high"].item() == 0.0
+    assert metrics["clip_frac_low"].item() == pytest.approx(0.2)
+
+
+def test_grpo_dual_clip():
+    # One row, Â = −1, ρ = [4.0, 2.0], c = 3.
+    # ρ = 4: plain L = −min(−4, −1.2) = 4; dual: min(c·|Â|, 4) = 3 → gradient 0.
+    # ρ = 2: plain L = 2 < 3, kept, grad = −Âρ = 2.
+    # token_mean over N = 2: (3 + 2)/2 = 2.5; grads [0, 2]/2.
+    norm = Normalizers(num_sequences=1, num_tokens=2, max_length=2)
+    inputs, logp = make_inputs([[4.0, 2.0]], [[-1.0, -1.0]], [-1.0], [[1.0, 1.0]], norm)
+    loss, metrics = GRPO(beta=0.0, aggregation="token_mean", dual_clip=3.0)(inputs)
+    loss.backward()
+    assert loss.item() == pytest.approx(2.5)
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.0, 1.0]], dtype=torch.float64))
+    assert metrics["dual_clip_frac"].item() == pytest.approx(0.5)
+    # without dual clip: (4 + 2)/2 = 3, grads [4, 2]/2
+    inputs, logp = make_inputs([[4.0, 2.0]], [[-1.0, -1.0]], [-1.0], [[1.0, 1.0]], norm)
+    loss, _ = GRPO(beta=0.0, aggregation="token_mean")(inputs)
+    loss.backward()
+    assert loss.item() == pytest.approx(3.0)
+    torch.testing.assert_close(logp.grad, torch.tensor([[2.0, 1.0]], dtype=torch.float64))
+
+
+def test_grpo_k3_kl():
+    # One row, on-policy (ρ ≡ 1), Â = 0.5, β = 0.1; ref − logp = δ = [ln 2, 0].
+    # k3 = e^δ − δ − 1: token 0 → 2 − ln 2 − 1 = 1 − ln 2; token 1 → 0.
+    # d k3 / d logp = −e^δ + 1: token 0 → −1; token 1 → 0.
+    # L_t = −Â + β k3: mean over the 2 tokens = −0.5 + 0.1 (1 − ln 2)/2.
+    # grads: (−0.5 + 0.1·(−1))/2 = −0.3 and (−0.5 + 0)/2 = −0.25.
+    norm = Normalizers(num_sequences=1, num_tokens=2, max_length=2)
+    logp_values = [[-1.0, -2.0]]
+    ref = [[-1.0 + math.log(2.0), -2.0]]
+    inputs, logp = make_inputs([[1.0, 1.0]], logp_values, [0.5], [[1.0, 1.0]], norm, ref_logp=ref)
+    objective = GRPO(beta=0.1)
+    assert objective.needs_reference
+    loss, metrics = objective(inputs)
+    loss.backward()
+    assert loss.item() == pytest.approx(-0.5 + 0.05 * (1 - math.log(2.0)))
+    torch.testing.assert_close(logp.grad, torch.tensor([[-0.3, -0.25]], dtype=torch.float64))
+    # kl metric: Σ M k3 / N = (1 − ln 2)/2
+    assert metrics["kl"].item() == pytest.approx((1 - math.log(2.0)) / 2)
+
+
+def test_grpo_kl_ratio_weighted():
+    # ρ = 2 on the single token, δ = ref − logp = ln 2 → k3 = 1 − ln 2; TRL's form multiplies by ρ:
+    # β ρ k3 = 0.1 · 2 · (1 − ln 2). Surrogate with Â = 0 is 0.
+    norm = Normalizers(num_sequences=1, num_tokens=1, max_length=1)
+    inputs, _ = make_inputs([[2.0]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
+    loss, _ = GRPO(beta=0.1, kl_ratio_weighted=True)(inputs)
+    assert loss.item() == pytest.approx(0.2 * (1 - math.log(2.0)))
+    inputs, _ = make_inputs([[2.0]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
+    loss, _ = GRPO(beta=0.1)(inputs)
+    assert loss.item() == pytest.approx(0.1 * (1 - math.log(2.0)))
+
+
+def test_grpo_needs_ref_when_beta_positive():
+    inputs, _ = make_inputs(RATIOS, LOGP, ADV, MASK, NORM)
+    with pytest.raises(ValueError, match="ref_logp"):
+        GRPO(beta=0.04)(inputs)
+    assert not GRPO(beta=0.0).needs_reference
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epsilon_low": -0.1}, "-0.1"),
+        ({"epsilon_high": -2.0}, "-2.0"),
+        ({"beta": -1.0}, "-1.0"),
+        ({"dual_clip": 0.5}, "0.5"),
+    ],
+)
+def test_grpo_rejects_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GRPO(**kwargs)
+
+
+@pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum", "constant_norm"])
+def test_grpo_micro_batch_additivity(aggregation):
+    # Splitting the rows into two micro-batches with the same global Normalizers gives the same total
+    # loss and the same gradient as one pass (ALGORITHMS.md §1).
+    gen = torch.Generator().manual_seed(0)
+    b, t = 6, 5
+    logp = (-torch.rand(b, t, generator=gen, dtype=torch.float64) * 3).requires_grad_(True)
+    old = logp.detach() + 0.4 * torch.randn(b, t, generator=gen, dtype=torch.float64)
+    ref = logp.detach() + 0.3 * torch.randn(b, t, generator=gen, dtype=torch.float64)
+    adv = torch.randn(b, generator=gen, dtype=torch.float64)
+    lengths = torch.tensor([5, 3, 1, 4, 0, 2])
+    mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).double()
+    norm = Normalizers(num_sequences=float((lengths > 0).sum()), num_tokens=float(mask.sum()), max_length=float(t))
+    objective = GRPO(beta=0.05, aggregation=aggregation, dual_clip=3.0)
+
+    def run(rows):
+        inputs = ObjectiveInputs(logp=logp[rows], old_logp=old[rows], advantages=adv[rows], mask=mask[rows],
+                                 normalizers=norm, ref_logp=ref[rows])
+        return objective(inputs)
+
+    full, full_metrics = run(slice(0, b))
+    (full_grad,) = torch.autograd.grad(full, logp)
+    first, m1 = run(slice(0, 3))
+    second, m2 = run(slice(3, b))
+    split_grad = torch.autograd.grad(first + second, logp)[0]
+    torch.testing.assert_close(first + second, full)
+    torch.testing.assert_close(split_grad, full_grad)
+    for key, value in full_metrics.items():
+        torch.testing.assert_close(m1[key] + m2[key], value)

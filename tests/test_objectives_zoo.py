@@ -1,0 +1,471 @@
+"""Every objective beyond GRPO on hand-built tensors, and the oracles of ALGORITHMS.md."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lightning_grpo.advantages import AGPOAdvantage, GroupNormalized, MeanCentered
+from lightning_grpo.objectives import (
+    ABCGRPO,
+    CISPO,
+    DAPO,
+    GMPO,
+    GRPO,
+    GSPO,
+    GTPO,
+    RGRA,
+    DrGRPO,
+    Normalizers,
+    Objective,
+    ObjectiveInputs,
+)
+
+F64 = torch.float64
+
+
+def t(values):
+    return torch.tensor(values, dtype=F64)
+
+
+def make_inputs(log_ratio, logp, adv, mask, norm, ref_logp=None, **extra):
+    """logp is a leaf with grad; old_logp = logp − log_ratio, so ρ = exp(log_ratio)."""
+    logp = t(logp).requires_grad_(True)
+    inputs = ObjectiveInputs(
+        logp=logp,
+        old_logp=logp.detach() - t(log_ratio),
+        advantages=t(adv),
+        mask=t(mask),
+        normalizers=norm,
+        ref_logp=None if ref_logp is None else t(ref_logp),
+        **extra,
+    )
+    return inputs, logp
+
+
+def loss_and_grad(objective: Objective, inputs: ObjectiveInputs, logp: torch.Tensor):
+    loss, metrics = objective(inputs)
+    (grad,) = torch.autograd.grad(loss, logp)
+    return loss.detach(), grad, metrics
+
+
+def random_batch(seed=0, b=6, length=5, spread=0.5, positive=None):
+    gen = torch.Generator().manual_seed(seed)
+    logp = -torch.rand(b, length, generator=gen, dtype=F64) * 3
+    log_ratio = spread * torch.randn(b, length, generator=gen, dtype=F64)
+    ref = logp + 0.3 * torch.randn(b, length, generator=gen, dtype=F64)
+    adv = torch.randn(b, generator=gen, dtype=F64)
+    if positive is not None:
+        adv = adv.abs() if positive else -adv.abs()
+    lengths = torch.tensor([length, 3, 1, 4, 0, 2][:b])
+    mask = (torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)).to(F64)
+    norm = Normalizers(num_sequences=float((lengths > 0).sum()), num_tokens=float(mask.sum()), max_length=float(length))
+    return logp, log_ratio, ref, adv, mask, norm
+
+
+def build(logp, log_ratio, ref, adv, mask, norm, rows=slice(None), **extra):
+    leaf = logp.clone().requires_grad_(True)
+    inputs = ObjectiveInputs(
+        logp=leaf[rows], old_logp=(logp - log_ratio)[rows], advantages=adv[rows], mask=mask[rows],
+        normalizers=norm, ref_logp=ref[rows], **{k: v[rows] for k, v in extra.items()},
+    )
+    return inputs, leaf
+
+
+# --------------------------------------------------------------------------------------- ABC-GRPO
+
+
+def test_abc_grpo_hand_values():
+    # ε1 = 0.3, ε2 = 0.1 (Â > 0: ρ ∈ [0.9, 1.3]); ε3 = 0.25, ε4 = 0.15 (Â ≤ 0: ρ ∈ [0.85, 1.25]).
+    # Row 0, Â = +1,   ρ = [1.5, 0.5, 1.0] → ρ̃ = [1.3, 0.9, 1.0]   L = −ρ̃Â = [−1.3, −0.9, −1.0]
+    # Row 1, Â = −0.5, ρ = [1.5, 0.5, 1.1] → ρ̃ = [1.25, 0.85, 1.1] L = [0.625, 0.425, 0.55]
+    # Only unclipped tokens carry gradient −Âρ: row 0 token 2 → −1.0; row 1 token 2 → 0.55.
+    # (GRPO would not clip row 0's ρ = 0.5, Q2, nor row 1's ρ = 1.5, Q4.)
+    # seq_mean_token_mean, n = 2: row means −3.2/3 and 1.6/3 → loss = (−3.2 + 1.6)/6 = −0.26667.
+    # grads ÷ (|o| = 3) ÷ (n = 2).
+    norm = Normalizers(num_sequences=2, num_tokens=6, max_length=3)
+    log_ratio = [[math.log(1.5), math.log(0.5), 0.0], [math.log(1.5), math.log(0.5), math.log(1.1)]]
+    inputs, logp = make_inputs(log_ratio, [[-1.0] * 3] * 2, [1.0, -0.5], [[1.0] * 3] * 2, norm)
+    objective = ABCGRPO(epsilon_1=0.3, epsilon_2=0.1, epsilon_3=0.25, epsilon_4=0.15)
+    assert not objective.needs_reference
+    loss, grad, metrics = loss_and_grad(objective, inputs, logp)
+    assert loss.item() == pytest.approx(-1.6 / 6)
+    torch.testing.assert_close(grad, t([[0.0, 0.0, -1.0 / 6], [0.0, 0.0, 0.55 / 6]]))
+    # one token of the six in each quadrant: Q1 (Â>0, ρ=1.5), Q2 (Â>0, ρ=0.5), Q3 (Â<0, ρ=0.5), Q4 (Â<0, ρ=1.5)
+    for q in ("q1", "q2", "q3", "q4"):
+        assert metrics[f"clip_frac_{q}"].item() == pytest.approx(1 / 6)
+
+
+@pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "token_mean"])
+def test_abc_grpo_on_policy_equals_grpo(aggregation):
+    # Oracle: ρ ≡ 1 (old = stopgrad(logp)) → same value and gradient as GRPO, KL included.
+    logp, _, ref, adv, mask, norm = random_batch(seed=1)
+    zero = torch.zeros_like(logp)
+    inputs, leaf = build(logp, zero, ref, adv, mask, norm)
+    abc = loss_and_grad(ABCGRPO(beta=0.04, aggregation=aggregation), inputs, leaf)
+    inputs, leaf = build(logp, zero, ref, adv, mask, norm)
+    grpo = loss_and_grad(GRPO(beta=0.04, aggregation=aggregation), inputs, leaf)
+    torch.testing.assert_close(abc[0], grpo[0])
+    torch.testing.assert_close(abc[1], grpo[1])
+
+
+def test_abc_grpo_negative_advantage_equals_dual_clip_grpo():
+    # Oracle: for Â < 0, clip(ρ, 1 − ε4, 1 + ε3)·|Â| = min(c|Â|, max(ρ, clip(ρ, 1 − ε_low, ·))·|Â|)
+    # with c = 1 + ε3 and ε_low = ε4 (GRPO's upper clip is inactive for Â < 0).
+    logp, log_ratio, ref, adv, mask, norm = random_batch(seed=2, spread=0.6, positive=False)
+    inputs, leaf = build(logp, log_ratio, ref, adv, mask, norm)
+    abc = loss_and_grad(ABCGRPO(epsilon_3=0.5, epsilon_4=0.3, beta=0.02), inputs, leaf)
+    inputs, leaf = build(logp, log_ratio, ref, adv, mask, norm)
+    grpo = loss_and_grad(GRPO(epsilon_low=0.3, epsilon_high=0.2, beta=0.02, dual_clip=1.5), inputs, leaf)
+    torch.testing.assert_close(abc[0], grpo[0])
+    torch.testing.assert_close(abc[1], grpo[1])
+    assert abc[2]["clip_frac_q4"] > 0 and abc[2]["clip_frac_q3"] > 0  # the test exercises both bounds
+
+
+# --------------------------------------------------------------------------------------- RGRA
+
+
+def test_rgra_hand_values():
+    # L = −(1/n) Σ_i (1/|o_i|) Σ_t M [Â_i logp_t − β k3_t], β = 0.005 default.
+    # Row 0: Â = 2, logp = [−1, −3], ref = logp (k3 = 0) → −(2·(−1) + 2·(−3))/2 = 4
+    # Row 1: Â = −1, logp = [−2, pad], ref − logp = ln 2 → k3 = 1 − ln 2, dk3/dlogp = −1
+    #        → −(−1·(−2)) + 0.005 (1 − ln 2) = −2 + 0.005 (1 − ln 2)
+    # n = 2: loss = (4 − 2 + 0.005 (1 − ln 2)) / 2.
+    # grads: row 0: −Â/|o|/n = −2/2/2 = −0.5 each; row 1: (−Â + β·(−1))/1/2 = (1 − 0.005)/2.
+    norm = Normalizers(num_sequences=2, num_tokens=3, max_length=2)
+    logp_v = [[-1.0, -3.0], [-2.0, -5.0]]
+    ref = [[-1.0, -3.0], [-2.0 + math.log(2.0), 0.0]]
+    inputs, logp = make_inputs([[0.3, 0.3], [0.3, 0.3]], logp_v, [2.0, -1.0], [[1.0, 1.0], [1.0, 0.0]], norm, ref)
+    objective = RGRA()
+    assert objective.beta == 0.005 and objective.needs_reference
+    loss, grad, metrics = loss_and_grad(objective, inputs, logp)
+    assert loss.item() == pytest.approx((2 + 0.005 * (1 - math.log(2.0))) / 2)
+    torch.testing.assert_close(grad, t([[-0.5, -0.5], [0.995 / 2, 0.0]]))
+    assert metrics["kl"].item() == pytest.approx((1 - math.log(2.0)) / 3)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.05])
+def test_rgra_gradient_equals_one_step_grpo(beta):
+    # Oracle: with ρ ≡ 1, ∇(−ρÂ) = −Â∇logp = ∇(−Â logp); the KL terms are identical.
+    logp, _, ref, adv, mask, norm = random_batch(seed=3)
+    zero = torch.zeros_like(logp)
+    inputs, leaf = build(logp, zero, ref, adv, mask, norm)
+    rgra = loss_and_grad(RGRA(beta=beta), inputs, leaf)
+    inputs, leaf = build(logp, zero, ref, adv, mask, norm)
+    grpo = loss_and_grad(GRPO(beta=beta), inputs, leaf)
+    torch.testing.assert_close(rgra[1], grpo[1])
+
+
+# --------------------------------------------------------------------------------------- DAPO / Dr. GRPO
+
+
+def test_dapo_defaults_and_values():
+    objective = DAPO()
+    assert (objective.epsilon_low, objective.epsilon_high, objective.beta) == (0.2, 0.28, 0.0)
+    assert objective.aggregation == "token_mean" and not objective.needs_reference
+    # One row Â = 1, ρ = [1.25, 1.3]: clip-higher keeps 1.25 (< 1.28; GRPO's 1.2 would clip it), 1.3 → 1.28.
+    # token_mean over N = 2: −(1.25 + 1.28)/2; grads [−1.25, 0]/2.
+    norm = Normalizers(num_sequences=1, num_tokens=2, max_length=2)
+    inputs, logp = make_inputs([[math.log(1.25), math.log(1.3)]], [[-1.0, -1.0]], [1.0], [[1.0, 1.0]], norm)
+    loss, grad, metrics = loss_and_grad(objective, inputs, logp)
+    assert loss.item() == pytest.approx(-(1.25 + 1.28) / 2)
+    torch.testing.assert_close(grad, t([[-0.625, 0.0]]))
+    assert metrics["clip_frac_high"].item() == pytest.approx(0.5)
+
+
+def test_dr_grpo_defaults_and_values():
+    objective = DrGRPO()
+    assert (objective.epsilon_low, objective.epsilon_high, objective.beta) == (0.2, 0.2, 0.0)
+    # On-policy, Â = [1, −1], lengths 3 and 1, L_max = 4, n = 2: Σ M·L = −3 + 1 = −2 → −2/(2·4) = −0.25.
+    # Every token's gradient is −Â / (n L_max) = ∓1/8, independent of the completion length.
+    norm = Normalizers(num_sequences=2, num_tokens=4, max_length=4)
+    inputs, logp = make_inputs([[0.0] * 3] * 2, [[-1.0] * 3] * 2, [1.0, -1.0], [[1.0] * 3, [1.0, 0, 0]], norm)
+    loss, grad, _ = loss_and_grad(objective, inputs, logp)
+    assert loss.item() == pytest.approx(-0.25)
+    torch.testing.assert_close(grad, t([[-1 / 8] * 3, [1 / 8, 0.0, 0.0]]))
+
+
+# --------------------------------------------------------------------------------------- GSPO
+
+
+def test_gspo_hand_values():
+    # ε_l = ε_r = 0.2 for readable numbers.
+    # Row 0: Â = −1, log ρ = [0.1, −0.3] → s = exp(−0.1) = 0.904837 ∈ [0.8, 1.2]:
+    #        L = −min(−s, −clip(s)) = s; ∂L/∂logp_t = −Â s/|o| = s/2 per token.
+    # Row 1: Â = +1, log ρ = [0.4, 0.4, pad] → s = e^0.4 = 1.4918 > 1.2: L = −1.2, gradient 0.
+    # n = 2: loss = (0.904837 − 1.2)/2; grads row 0: s/2/2.
+    norm = Normalizers(num_sequences=2, num_tokens=4, max_length=3)
+    log_ratio = [[0.1, -0.3, 0.0], [0.4, 0.4, 7.0]]
+    inputs, logp = make_inputs(log_ratio, [[-1.0] * 3] * 2, [-1.0, 1.0], [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]], norm)
+    loss, grad, metrics = loss_and_grad(GSPO(epsilon_low=0.2, epsilon_high=0.2), inputs, logp)
+    s = math.exp(-0.1)
+    assert loss.item() == pytest.approx((s - 1.2) / 2)
+    torch.testing.assert_close(grad, t([[s / 4, s / 4, 0.0], [0.0, 0.0, 0.0]]))
+    # row 1's two loss tokens are clipped high: 2/N = 0.5
+    assert metrics["clip_frac_high"].item() == pytest.approx(0.5)
+    assert metrics["clip_frac_low"].item() == 0.0
+
+
+def test_gspo_gradient_is_sequence_level():
+    # Straight-through form: ∇_{logp_t} of the loss equals that of −s_i Â_i with
+    # s_i = exp(mean_t(logp − old)) computed directly (unclipped regime: wide ε).
+    logp, log_ratio, ref, adv, mask, norm = random_batch(seed=4, spread=0.05)
+    inputs, leaf = build(logp, log_ratio, ref, adv, mask, norm)
+    loss, grad, _ = loss_and_grad(GSPO(epsilon_low=0.9, epsilon_high=10.0), inputs, leaf)
+    leaf2 = logp.clone().requires_grad_(True)
+    lengths = mask.sum(1).clamp(min=1)
+    s = torch.exp(((leaf2 - (logp - log_ratio)) * mask).sum(1) / lengths)
+    direct = -(s * adv * (mask.sum(1) > 0)).sum() / norm.num_sequences
+    (direct_grad,) = torch.autograd.grad(direct, leaf2)
+    torch.testing.assert_close(loss, direct.detach())
+    torch.testing.assert_close(grad, direct_grad)
+
+
+def test_gspo_one_token_equals_grpo():
+    # Oracle: with one-token completions s_i = ρ_i, so GSPO is token-level GRPO with the same ε.
+    log_ratio = t([[2e-4], [-2e-4], [1e-3], [-1e-3], [5e-4], [-5e-4]])
+    adv = t([1.0, -1.0, 1.0, -1.0, -0.5, 0.5])
+    logp = t([[-1.0], [-0.5], [-2.0], [-0.1], [-0.7], [-1.5]])
+    mask = torch.ones(6, 1, dtype=F64)
+    ref = logp.clone()
+    norm = Normalizers(num_sequences=6, num_tokens=6, max_length=1)
+    inputs, leaf = build(logp, log_ratio, ref, adv, mask, norm)
+    gspo = loss_and_grad(GSPO(), inputs, leaf)
+    inputs, leaf = build(logp, log_ratio, ref, adv, mask, norm)
+    grpo = loss_and_grad(GRPO(epsilon_low=3e-4, epsilon_high=4e-4, beta=0.0), inputs, leaf)
+    torch.testing.assert_close(gspo[0], grpo[0])
+    torch.testing.assert_close(gspo[1], grpo[1])
+    # rows 2 (ρ = e^1e-3 > 1 + 4e-4, Â > 0) and 3 (ρ < 1 − 3e-4, Â < 0) are clipped, with zero gradient
+    assert gspo[1][2].item() == 0.0 and gspo[1][3].item() == 0.0
+    assert gspo[2]["clip_frac_high"].item() == pytest.approx(1 / 6)
+    assert gspo[2]["clip_frac_low"].item() == pytest.approx(1 / 6)
+
+
+# --------------------------------------------------------------------------------------- CISPO
+
+
+def test_cispo_hand_values():
+    # L_t = −stopgrad(min(ρ, 5)) Â logp_t, token_mean over N = 3.
+    # Row 0: Â = 1, ρ = [1, 6] → w = [1, 5], logp = [−1, −2]
+    # Row 1: Â = −0.5, ρ = [2, pad] → w = 2, logp = −0.5
+    # Σ = −(1·1·(−1) + 5·1·(−2) + 2·(−0.5)·(−0.5)) = −(−1 − 10 + 0.5) = 10.5 → loss = 3.5
+    # grads −wÂ/N: [−1/3, −5/3], [1/3, 0] — the capped token keeps its gradient (w = 5), unlike PPO.
+    norm = Normalizers(num_sequences=2, num_tokens=3, max_length=2)
+    log_ratio = [[0.0, math.log(6.0)], [math.log(2.0), 3.0]]
+    inputs, logp = make_inputs(log_ratio, [[-1.0, -2.0], [-0.5, -3.0]], [1.0, -0.5], [[1.0, 1.0], [1.0, 0.0]], norm)
+    loss, grad, metrics = loss_and_grad(CISPO(), inputs, logp)
+    assert loss.item() == pytest.approx(3.5)
+    torch.testing.assert_close(grad, t([[-1 / 3, -5 / 3], [1 / 3, 0.0]]))
+    assert metrics["clip_frac"].item() == pytest.approx(1 / 3)
+
+
+# --------------------------------------------------------------------------------------- GMPO
+
+
+def test_gmpo_hand_values():
+    # ε = 0.4 in log space.
+    # Row 0: Â = +1, ℓ = [0.6, −0.6, 0.2] → min(ℓ, clip(ℓ)) = [0.4, −0.6, 0.2] (only the top is capped)
+    #        mean = 0 → exp 0 = 1 → L_0 = −1; grads of unclipped tokens: −e^0·Â/3 = −1/3; token 0: 0.
+    # Row 1: Â = −2, ℓ = [0.6, −0.6, pad] → max(ℓ, clip(ℓ)) = [0.6, −0.4] (only the bottom is capped)
+    #        mean = 0.1 → L_1 = −e^0.1·(−2) = 2e^0.1; grad token 0: −e^0.1·(−2)/2 = e^0.1; token 1: 0.
+    # n = 2: loss = (−1 + 2e^0.1)/2, grads ÷ 2. Clipped tokens: 2 of N = 5.
+    norm = Normalizers(num_sequences=2, num_tokens=5, max_length=3)
+    log_ratio = [[0.6, -0.6, 0.2], [0.6, -0.6, 5.0]]
+    inputs, logp = make_inputs(log_ratio, [[-1.0] * 3] * 2, [1.0, -2.0], [[1.0] * 3, [1.0, 1.0, 0.0]], norm)
+    loss, grad, metrics = loss_and_grad(GMPO(), inputs, logp)
+    e = math.exp(0.1)
+    assert loss.item() == pytest.approx((-1 + 2 * e) / 2)
+    torch.testing.assert_close(grad, t([[0.0, -1 / 6, -1 / 6], [e / 2, 0.0, 0.0]]))
+    assert metrics["clip_frac"].item() == pytest.approx(0.4)
+
+
+def test_gmpo_on_policy_gradient_is_reinforce():
+    # ρ ≡ 1: the geometric mean is 1 and ∇ = −Â/|o| ∇logp per token: RGRA's (β = 0) gradient.
+    logp, _, ref, adv, mask, norm = random_batch(seed=5)
+    zero = torch.zeros_like(logp)
+    inputs, leaf = build(logp, zero, ref, adv, mask, norm)
+    gmpo = loss_and_grad(GMPO(), inputs, leaf)
+    inputs, leaf = build(logp, zero, ref, adv, mask, norm)
+    rgra = loss_and_grad(RGRA(beta=0.0), inputs, leaf)
+    torch.testing.assert_close(gmpo[1], rgra[1])
+    nonempty = mask.sum(1) > 0
+    assert gmpo[0].item() == pytest.approx(-(adv * nonempty).sum().item() / norm.num_sequences)
+
+
+# --------------------------------------------------------------------------------------- GTPO
+
+
+def gtpo_group():
+    # One group of five (conflicts derived in tests/test_gtpo_conflicts.py):
+    # c0 + [5, 6, 7, 9] conflicts {0, 1, 3}   c1 − [5, 6, 8, 9] conflicts {0, 1, 3}
+    # c2 + [1, 2, 3, .] conflicts {1, 2}      c3 − [4, 2, 3, .] conflicts {1, 2}   c4 (Â = 0) none
+    ids = torch.tensor([[5, 6, 7, 9], [5, 6, 8, 9], [1, 2, 3, 0], [4, 2, 3, 0], [5, 6, 7, 9]])
+    mask = t([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 1]])
+    rewards = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.5]])
+    adv = MeanCentered()(rewards).values.reshape(-1).to(F64)  # [0.5, −0.5, 0.5, −0.5, 0]
+    groups = torch.zeros(5, dtype=torch.long)
+    return ids, mask, adv, groups
+
+
+def test_gtpo_hand_values():
+    ids, mask, adv, groups = gtpo_group()
+    objective = GTPO()
+    assert not objective.needs_reference
+    weights = objective.rollout_token_weights(ids, mask, adv, groups)
+    # δ / max(1, #conflicts): c0 [2, 2, 1, 2]/3, c1 [0, 0, 1, 0]/3, c2 [1, 2, 2, 0]/2, c3 [1, 0, 0, 0]/2, c4 1
+    expected_w = t([[2, 2, 1, 2], [0, 0, 1, 0], [1.5, 3, 3, 0], [1.5, 0, 0, 0], [3, 3, 3, 3]]) / 3
+    torch.testing.assert_close(weights, expected_w)
+    # Mean entropies H̄ = [0.5, 0.9, 0.2, 0.0, 0.3] (padding carries 99, ignored). c1: 0.9 > τ = 0.7 →
+    # filtered (Â = 0). Others: Â − 0.1 H̄ → c0 0.45, c2 0.48, c3 −0.5, c4 −0.03.
+    entropy = t([[0.5] * 4, [0.9] * 4, [0.2, 0.2, 0.2, 99.0], [0.0, 0.0, 0.0, 99.0], [0.3] * 4])
+    shaped = [0.45, 0.0, 0.48, -0.5, -0.03]
+    # L_i = −Â'_i Σ_t w_t / |o_i|:
+    #   c0: Σw = 7/3, |o| = 4 → −0.45·(7/3)/4 = −0.2625
+    #   c1: Â' = 0 → 0
+    #   c2: Σw = (1 + 2 + 2)/2 = 2.5, |o| = 3 → −0.48·2.5/3 = −0.4
+    #   c3: Σw = 0.5, |o| = 3 → +0.5·0.5/3 = 0.083333
+    #   c4: Σw = 4, |o| = 4 → +0.03
+    # sum = −0.549167, mean over n = 5 → −0.1098333
+    per_seq = -0.2625 + 0.0 - 0.4 + 0.5 * 0.5 / 3 + 0.03
+    norm = Normalizers(num_sequences=5, num_tokens=18, max_length=4)
+    logp = (-torch.ones(5, 4, dtype=F64)).requires_grad_(True)
+    inputs = ObjectiveInputs(logp=logp, old_logp=logp.detach(), advantages=adv, mask=mask, normalizers=norm,
+                             entropy=entropy, completion_ids=ids, group_ids=groups, token_weights=weights)
+    loss, grad, metrics = loss_and_grad(objective, inputs, logp)
+    assert loss.item() == pytest.approx(per_seq / 5)
+    # ∂L/∂logp_t = −Â'_i w_t / |o_i| / n
+    lengths = t([4, 4, 3, 3, 4])
+    expected_grad = -t(shaped).unsqueeze(1) * expected_w / lengths.unsqueeze(1) / 5 * mask
+    torch.testing.assert_close(grad, expected_grad)
+    assert metrics["filtered_frac"].item() == pytest.approx(1 / 5)
+    assert metrics["mean_entropy"].item() == pytest.approx((0.5 + 0.9 + 0.2 + 0.0 + 0.3) / 5)
+    # conflicts: 3 + 3 + 2 + 2 + 0 = 10 of 18 loss tokens
+    assert metrics["conflict_token_frac"].item() == pytest.approx(10 / 18)
+    # "sum" aggregation (the reference code): no division by n
+    loss_sum, _, _ = loss_and_grad(GTPO(aggregation="sum"), inputs, logp)
+    assert loss_sum.item() == pytest.approx(per_seq)
+
+
+def test_gtpo_plain_equals_on_policy_reinforce():
+    # Oracle: w_pos = w_neg = 1, λ = 0, τ = ∞, no conflict division → every weight is 1 and GTPO is
+    # REINFORCE with the mean-centred advantage: RGRA(β = 0) on the same advantages, same gradient.
+    ids, mask, adv, groups = gtpo_group()
+    objective = GTPO(w_pos=1.0, w_neg=1.0, entropy_coef=0.0, entropy_threshold=math.inf, conflict_norm=False)
+    weights = objective.rollout_token_weights(ids, mask, adv, groups)
+    torch.testing.assert_close(weights, mask)
+    gen = torch.Generator().manual_seed(6)
+    logp0 = -torch.rand(5, 4, generator=gen, dtype=F64)
+    entropy = torch.rand(5, 4, generator=gen, dtype=F64) * 5
+    norm = Normalizers(num_sequences=5, num_tokens=18, max_length=4)
+    results = []
+    for obj in (objective, RGRA(beta=0.0)):
+        logp = logp0.clone().requires_grad_(True)
+        inputs = ObjectiveInputs(logp=logp, old_logp=logp.detach(), advantages=adv, mask=mask, normalizers=norm,
+                                 entropy=entropy, token_weights=weights)
+        results.append(loss_and_grad(obj, inputs, logp))
+    torch.testing.assert_close(results[0][1], results[1][1])
+    # value: −(1/n) Σ Â_i (ρ̃ = 1) = 0 for mean-centred advantages of one whole group
+    assert results[0][0].item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_gtpo_needs_entropy():
+    ids, mask, adv, groups = gtpo_group()
+    logp = torch.zeros(5, 4, dtype=F64, requires_grad=True)
+    inputs = ObjectiveInputs(logp=logp, old_logp=logp.detach(), advantages=adv, mask=mask,
+                             normalizers=Normalizers(5, 18, 4))
+    with pytest.raises(ValueError, match="entropy"):
+        GTPO()(inputs)
+
+
+# --------------------------------------------------------------------------------------- AGPO oracle
+
+
+def test_agpo_pm_one_mixed_group_equals_zscore():
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 1.0]])
+    torch.testing.assert_close(AGPOAdvantage()(rewards).values, GroupNormalized()(rewards).values)
+
+
+# --------------------------------------------------------------------------------------- all objectives
+
+
+ALL = [
+    pytest.param(lambda: GRPO(beta=0.04), id="GRPO"),
+    pytest.param(lambda: ABCGRPO(beta=0.01, epsilon_2=0.1), id="ABCGRPO"),
+    pytest.param(lambda: ABCGRPO(aggregation="token_mean"), id="ABCGRPO-token_mean"),
+    pytest.param(lambda: DAPO(), id="DAPO"),
+    pytest.param(lambda: DrGRPO(), id="DrGRPO"),
+    pytest.param(lambda: GSPO(epsilon_low=0.1, epsilon_high=0.1, beta=0.01), id="GSPO"),
+    pytest.param(lambda: CISPO(epsilon_max=1.2, beta=0.01), id="CISPO"),
+    pytest.param(lambda: GMPO(beta=0.01), id="GMPO"),
+    pytest.param(lambda: RGRA(), id="RGRA"),
+    pytest.param(lambda: GTPO(), id="GTPO"),
+    pytest.param(lambda: GTPO(aggregation="sum"), id="GTPO-sum"),
+]
+
+
+@pytest.mark.parametrize("factory", ALL)
+def test_micro_batch_additivity(factory):
+    # Splitting rows into two micro-batches with the same global normalisers gives the same loss,
+    # gradient and (summed) metrics as one pass.
+    objective = factory()
+    logp, log_ratio, ref, adv, mask, norm = random_batch(seed=7, spread=0.3)
+    gen = torch.Generator().manual_seed(8)
+    entropy = torch.rand(logp.shape, generator=gen, dtype=F64)
+    ids = torch.randint(0, 3, logp.shape, generator=gen)
+    groups = torch.tensor([0, 0, 0, 1, 1, 1])
+    weights = objective.rollout_token_weights(ids, mask, adv, groups)
+    extra = {"entropy": entropy, "completion_ids": ids, "group_ids": groups}
+    if weights is not None:
+        extra["token_weights"] = weights
+    inputs, leaf = build(logp, log_ratio, ref, adv, mask, norm, **extra)
+    full, full_grad, full_metrics = loss_and_grad(objective, inputs, leaf)
+    leaf = logp.clone().requires_grad_(True)
+    parts = []
+    for rows in (slice(0, 2), slice(2, 6)):
+        inputs = ObjectiveInputs(
+            logp=leaf[rows], old_logp=(logp - log_ratio)[rows], advantages=adv[rows], mask=mask[rows],
+            normalizers=norm, ref_logp=ref[rows], **{k: v[rows] for k, v in extra.items()},
+        )
+        parts.append(objective(inputs))
+    split = parts[0][0] + parts[1][0]
+    (split_grad,) = torch.autograd.grad(split, leaf)
+    torch.testing.assert_close(split.detach(), full)
+    torch.testing.assert_close(split_grad, full_grad)
+    assert set(full_metrics) == set(parts[0][1])
+    for key, value in full_metrics.items():
+        torch.testing.assert_close(parts[0][1][key] + parts[1][1][key], value)
+
+
+@pytest.mark.parametrize(
+    "factory, match",
+    [
+        (lambda: ABCGRPO(epsilon_1=-0.1), "-0.1"),
+        (lambda: ABCGRPO(epsilon_4=1.5), "1.5"),
+        (lambda: ABCGRPO(beta=-1.0), "-1.0"),
+        (lambda: DAPO(epsilon_high=-0.28), "-0.28"),
+        (lambda: DrGRPO(epsilon=-0.2), "-0.2"),
+        (lambda: GSPO(epsilon_low=1.0), "1.0"),
+        (lambda: GSPO(epsilon_high=-4e-4), "-0.0004"),
+        (lambda: CISPO(epsilon_max=0.0), "0.0"),
+        (lambda: GMPO(epsilon_low=-0.4), "-0.4"),
+        (lambda: RGRA(beta=-0.005), "-0.005"),
+        (lambda: GTPO(w_pos=-2.0), "-2.0"),
+        (lambda: GTPO(entropy_threshold=-0.7), "-0.7"),
+        (lambda: GTPO(aggregation="max"), "'max'"),
+    ],
+)
+def test_rejects_bad_hyperparameters(factory, match):
+    with pytest.raises(ValueError, match=match):
+        factory()
+
+
+@pytest.mark.parametrize("cls", [ABCGRPO, GSPO, CISPO, GMPO, RGRA, DAPO])
+def test_beta_requires_reference(cls):
+    logp, log_ratio, ref, adv, mask, norm = random_batch(seed=9)
+    objective = cls(beta=0.1)
+    assert objective.needs_reference
+    inputs = ObjectiveInputs(logp=logp, old_logp=logp - log_ratio, advantages=adv, mask=mask, normalizers=norm)
+    with pytest.raises(ValueError, match="ref_logp"):
+        objective(inputs)

@@ -19,7 +19,7 @@ from transformers import AutoConfig, PreTrainedTokenizerBase
 from lightning_grpo.models import eos_token_ids, load_tokenizer
 from lightning_grpo.rewards.base import RewardBatch, RewardComposer, RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
-from lightning_grpo.rollout import GroupSampler, Rollout
+from lightning_grpo.rollout import GroupSampler, Rollout, gather_groups
 from lightning_grpo.sources import Arithmetic, PromptSource
 
 
@@ -38,6 +38,8 @@ class RolloutDataModule(LightningDataModule):
         reward_on_error: Literal["raise", "zero"] = "raise",
         prompt_template: str = "{question}",
         use_chat_template: bool = True,
+        dynamic_sampling: bool = False,
+        max_extra_rounds: int = 4,
         seed: int = 0,
     ) -> None:
         """
@@ -55,6 +57,12 @@ class RolloutDataModule(LightningDataModule):
             prompt_template: ``str.format`` template with ``{question}``, used when the tokenizer has
                 no chat template or ``use_chat_template`` is False.
             use_chat_template: wrap the prompt as a user turn with the tokenizer's chat template.
+            dynamic_sampling: DAPO's dynamic sampling: drop groups whose correctness (or, without a
+                correctness reward, total reward) is all equal, and sample more prompts until the
+                batch is full again.
+            max_extra_rounds: bound on the extra sampling rounds per rollout; when it is reached the
+                batch is completed with dropped groups that carry no loss (logged as
+                ``sampling/kept_group_frac`` < 1).
             seed: base seed of the prompt order and the sampler.
         """
         super().__init__()
@@ -67,8 +75,12 @@ class RolloutDataModule(LightningDataModule):
         self.prompts_per_step = prompts_per_step
         self.sampler = GroupSampler(group_size, max_new_tokens, temperature, top_p, top_k)
         self.composer = RewardComposer(rewards if rewards is not None else [ExactInteger()], reward_on_error)
+        if max_extra_rounds < 0:
+            raise ValueError(f"max_extra_rounds must be >= 0, got {max_extra_rounds}")
         self.prompt_template = prompt_template
         self.use_chat_template = use_chat_template
+        self.dynamic_sampling = dynamic_sampling
+        self.max_extra_rounds = max_extra_rounds
         self.seed = seed
         self.rollouts_sampled = 0
         self.tokenizer: PreTrainedTokenizerBase | None = None
@@ -127,15 +139,29 @@ class RolloutDataModule(LightningDataModule):
         return table
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+        return self._prompt_loader(self.seed)
+
+    def _prompt_loader(self, seed: int) -> DataLoader:
         return DataLoader(
             self.datasets["train"],
             batch_size=self.prompts_per_rank,
             shuffle=True,
             drop_last=True,
-            generator=generator,
+            generator=torch.Generator().manual_seed(seed),
             collate_fn=self.collate,
         )
+
+    def _extra_prompts(self, device: torch.device) -> dict[str, Any]:
+        """More prompts for dynamic sampling, from a second shuffled stream distinct per rank."""
+        if getattr(self, "_extra_iter", None) is None:
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            self._extra_iter = iter(self._prompt_loader(self.seed + 1 + rank))
+        try:
+            batch = next(self._extra_iter)
+        except StopIteration:
+            self._extra_iter = None
+            return self._extra_prompts(device)
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         encoded = self.tokenizer(
@@ -160,9 +186,14 @@ class RolloutDataModule(LightningDataModule):
         return (self.seed * 1_000_003 + rank * 7_919 + self.rollouts_sampled * 104_729) % (2**63 - 1)
 
     def make_rollout(self, batch: dict[str, Any]) -> Rollout:
-        """Sample G completions per prompt with the live policy and score them."""
-        module = self.trainer.lightning_module
-        policy = module.policy
+        """Sample G completions per prompt with the live policy and score them (DAPO: and filter)."""
+        rollout = self.sample_and_score(batch)
+        if not self.dynamic_sampling:
+            return rollout
+        return self._fill_with_informative_groups(rollout, batch["input_ids"].device)
+
+    def sample_and_score(self, batch: dict[str, Any]) -> Rollout:
+        policy = self.trainer.lightning_module.policy
         eos_ids = eos_token_ids(policy, self.tokenizer)
         devices = [batch["input_ids"].device] if batch["input_ids"].is_cuda else []
         start = time.perf_counter()
@@ -174,6 +205,42 @@ class RolloutDataModule(LightningDataModule):
         generation_s = time.perf_counter() - start
         self.rollouts_sampled += 1
         return self.score(batch, sequences, completion_mask, truncated, generation_s)
+
+    def _fill_with_informative_groups(self, first: Rollout, device: torch.device) -> Rollout:
+        """DAPO dynamic sampling: keep groups with mixed outcomes; sample more prompts until full.
+
+        Every rank samples the same number of rounds (generation may hold collectives), so the
+        decision to go on is taken over all ranks.
+        """
+        wanted = first.num_groups
+        rollouts = [first]
+        picks = [(0, g) for g in _informative_groups(first)]
+        first_kept = len(picks)
+        rounds = 0
+        while rounds < self.max_extra_rounds and self._any_rank_short(len(picks) < wanted, device):
+            rollouts.append(self.sample_and_score(self._extra_prompts(device)))
+            picks += [(len(rollouts) - 1, g) for g in _informative_groups(rollouts[-1])]
+            rounds += 1
+        kept = min(len(picks), wanted)
+        picks = picks[:wanted]
+        fillers = [(0, g) for g in range(wanted) if (0, g) not in picks][: wanted - kept]
+        rollout = gather_groups(rollouts, picks + fillers, self.tokenizer.pad_token_id)
+        g = rollout.group_size
+        rollout.valid = (torch.arange(wanted * g, device=device) < kept * g)
+        rollout.stats.update(
+            {
+                "sampling/kept_group_frac": kept / wanted,
+                "sampling/informative_frac_first_round": first_kept / wanted,
+                "sampling/extra_rounds": float(rounds),
+            }
+        )
+        return rollout
+
+    def _any_rank_short(self, short: bool, device: torch.device) -> bool:
+        flag = torch.tensor(float(short), device=device)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            flag = self.trainer.strategy.reduce(flag, reduce_op="max")
+        return bool(flag.item())
 
     def score(
         self,
@@ -205,10 +272,10 @@ class RolloutDataModule(LightningDataModule):
         )
         start = time.perf_counter()
         total, components = self.composer(reward_batch)
-        stats = {"generation_s": generation_s, "reward_s": time.perf_counter() - start}
+        stats = {"time/generation_s": generation_s, "time/reward_s": time.perf_counter() - start}
         for fn in self.composer.functions:
-            stats.update(fn.counters())
-        stats.update({f"{name}_errors": float(count) for name, count in self.composer.error_counts.items() if count})
+            stats.update({f"reward/{key}": value for key, value in fn.counters().items()})
+        stats.update({f"reward/{name}_errors": float(c) for name, c in self.composer.error_counts.items() if c})
         device = sequences.device
         correctness = self.composer.correctness
         correct = None
@@ -240,3 +307,11 @@ class RolloutDataModule(LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rollouts_sampled = int(state_dict["rollouts_sampled"])
+
+
+def _informative_groups(rollout: Rollout) -> list[int]:
+    """Groups whose outcomes differ (correctness if known, else total reward): DAPO keeps these."""
+    outcome = (rollout.correct if rollout.correct is not None else rollout.rewards).float()
+    grouped = outcome.view(-1, rollout.group_size)  # [P, G]
+    mixed = grouped.max(dim=1).values > grouped.min(dim=1).values  # [P]
+    return mixed.nonzero().flatten().tolist()

@@ -29,6 +29,7 @@ from lightning_grpo.models import load_causal_lm
 from lightning_grpo.objectives.base import Normalizers, Objective, ObjectiveInputs
 from lightning_grpo.objectives.grpo import GRPO
 from lightning_grpo.rollout import Rollout
+from lightning_grpo.sharding import fully_shard_causal_lm
 
 
 @dataclass
@@ -116,6 +117,7 @@ class GRPOModule(LightningModule):
         logp_chunk_size: int = 64,
         log_completions_every_n_steps: int = 50,
         num_completions_to_log: int = 4,
+        on_nonfinite: Literal["skip", "raise"] = "skip",
     ) -> None:
         """
         Args:
@@ -138,6 +140,8 @@ class GRPOModule(LightningModule):
             logp_chunk_size: completion positions per float32 chunk of the log-prob/entropy pass.
             log_completions_every_n_steps: TensorBoard text sample interval (0: never).
             num_completions_to_log: completions per text sample.
+            on_nonfinite: when the gradient norm is NaN or infinite, ``skip`` the update (counted
+                in ``train/skipped_updates``) or ``raise``.
         """
         super().__init__()
         for name, value in (("updates_per_rollout", updates_per_rollout), ("epochs", epochs)):
@@ -154,6 +158,7 @@ class GRPOModule(LightningModule):
         self.advantage = advantage if advantage is not None else GroupNormalized()
         self.policy: torch.nn.Module | None = None
         self.reference: torch.nn.Module | None = None
+        self.skipped_updates = 0
 
     # ---- models ---------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -164,6 +169,18 @@ class GRPOModule(LightningModule):
         if self.objective.needs_reference:
             self.reference = load_causal_lm(hp.reference_model_name_or_path or hp.model_name_or_path, hp.dtype)
             self.reference.eval().requires_grad_(False)
+        mesh = self.device_mesh  # set by ModelParallelStrategy (FSDP2), None otherwise
+        if mesh is not None:
+            dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
+            for model in (self.policy, self.reference):
+                if model is not None:
+                    fully_shard_causal_lm(model, dp_mesh)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["skipped_updates"] = self.skipped_updates
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.skipped_updates = int(checkpoint.get("skipped_updates", 0))
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         state = super().state_dict(*args, **kwargs)
@@ -258,6 +275,8 @@ class GRPOModule(LightningModule):
         mask = rollout.completion_mask.float() * keep.unsqueeze(1)  # [N, Tc]
         if hp.mask_truncated:
             mask = mask * (~rollout.truncated).unsqueeze(1)
+        if rollout.valid is not None:
+            mask = mask * rollout.valid.unsqueeze(1)
         multi_update = hp.updates_per_rollout * hp.epochs > 1
         old_logp = self._frozen_logprobs(self.policy, rollout) if multi_update else None  # [N, Tc]
         ref_logp = self._frozen_logprobs(self.reference, rollout) if self.objective.needs_reference else None
@@ -308,6 +327,12 @@ class GRPOModule(LightningModule):
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         if hasattr(grad_norm, "full_tensor"):  # DTensor under FSDP2
             grad_norm = grad_norm.full_tensor()
+        if not torch.isfinite(grad_norm):  # the norm is non-finite iff some gradient is (on every rank)
+            if self.hparams.on_nonfinite == "raise":
+                raise FloatingPointError(f"non-finite gradient norm {grad_norm.item()} at step {self.global_step}")
+            self.skipped_updates += 1
+            optimizer.zero_grad(set_to_none=True)
+            return grad_norm.detach()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
@@ -330,26 +355,24 @@ class GRPOModule(LightningModule):
         steps = hp.updates_per_rollout * hp.epochs
         lengths = rollout.lengths.float()  # [N]
         tokens = self._all_sum(torch.stack([entropy_sum, mask.sum(), lengths.sum()]))
-        generation_s = rollout.stats.get("generation_s", 0.0)
+        generation_s = rollout.stats.get("time/generation_s", 0.0)
         scalars: dict[str, Any] = {
             "reward/total": rollout.rewards.mean(),
             "reward/total_std": rollout.rewards.std() if rollout.rewards.numel() > 1 else torch.zeros(()),
             "train/entropy": tokens[0] / tokens[1].clamp(min=1),
             "train/advantage_abs_mean": advantages.abs().mean(),
             "train/grad_norm": torch.stack(grad_norms).mean(),
+            "train/skipped_updates": torch.tensor(float(self.skipped_updates)),
             "train/lr": torch.tensor(self.lr_schedulers().get_last_lr()[0]),
             "completions/length_mean": lengths.mean(),
             "completions/truncated_frac": rollout.truncated.float().mean(),
-            "time/generation_s": torch.tensor(generation_s),
-            "time/reward_s": torch.tensor(rollout.stats.get("reward_s", 0.0)),
             "time/update_s": torch.tensor(update_s),
             "time/tokens_per_s": tokens[2] / max(generation_s + update_s, 1e-9),
         }
         for name, values in rollout.reward_components.items():
             scalars[f"reward/{name}"] = values.mean()
         for name, value in rollout.stats.items():
-            if name not in ("generation_s", "reward_s"):
-                scalars[f"reward/{name}"] = torch.tensor(float(value))
+            scalars[name] = torch.tensor(float(value))
         if rollout.correct is not None:
             scalars["train/accuracy"] = rollout.correct.float().mean()
         for name, value in adv_metrics.items():

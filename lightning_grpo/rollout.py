@@ -32,10 +32,11 @@ class Rollout:
     temperature: float
     max_new_tokens: int
     correct: Tensor | None = None  # [N] bool, when a correctness reward is configured
+    valid: Tensor | None = None  # [N] bool: False rows are kept for shape only and carry no loss
     prompts: list[str] = field(default_factory=list)  # [P]
     completions: list[str] = field(default_factory=list)  # [N]
     golds: list[str] = field(default_factory=list)  # [P]
-    stats: dict[str, float] = field(default_factory=dict)  # generation time, verifier counters, ...
+    stats: dict[str, float] = field(default_factory=dict)  # logged as-is: "time/generation_s", ...
 
     @property
     def completion_ids(self) -> Tensor:
@@ -48,6 +49,58 @@ class Rollout:
     @property
     def lengths(self) -> Tensor:
         return self.completion_mask.sum(dim=1)  # [N]
+
+
+def gather_groups(rollouts: list[Rollout], picks: list[tuple[int, int]], pad_id: int) -> Rollout:
+    """A new rollout made of the groups ``picks`` = [(rollout index, group index)], re-padded.
+
+    Prompts stay left-padded and completions right-padded to the widest of the picked rollouts.
+    ``stats`` of all the rollouts are summed (they are times and counters).
+    """
+    g = rollouts[0].group_size
+    tp = max(rollouts[k].prompt_length for k, _ in picks)
+    tc = max(rollouts[k].completion_ids.shape[1] for k, _ in picks)
+    ids, attn, cmask, rows_of = [], [], [], []
+    for k, group in picks:
+        r = rollouts[k]
+        rows = slice(group * g, (group + 1) * g)
+        left, right = tp - r.prompt_length, tc - r.completion_ids.shape[1]
+        ids.append(torch.nn.functional.pad(r.input_ids[rows], (left, right), value=pad_id))
+        attn.append(torch.nn.functional.pad(r.attention_mask[rows], (left, right), value=0))
+        cmask.append(torch.nn.functional.pad(r.completion_mask[rows], (0, right), value=0))
+        rows_of.append((r, rows))
+
+    def cat(name: str) -> Tensor | None:
+        parts = [getattr(r, name) for r, _ in rows_of]
+        return None if parts[0] is None else torch.cat([p[rows] for p, (_, rows) in zip(parts, rows_of)])
+
+    first = rollouts[0]
+    stats: dict[str, float] = {}
+    for r in rollouts:
+        for key, value in r.stats.items():
+            stats[key] = stats.get(key, 0.0) + value
+    n = len(picks) * g
+    return Rollout(
+        input_ids=torch.cat(ids),
+        attention_mask=torch.cat(attn),
+        completion_mask=torch.cat(cmask),
+        truncated=cat("truncated"),
+        rewards=cat("rewards"),
+        reward_components={
+            name: torch.cat([r.reward_components[name][rows] for r, rows in rows_of]) for name in first.reward_components
+        },
+        group_ids=torch.arange(n, device=first.input_ids.device) // g,
+        group_size=g,
+        prompt_length=tp,
+        temperature=first.temperature,
+        max_new_tokens=first.max_new_tokens,
+        correct=cat("correct"),
+        valid=cat("valid"),
+        prompts=[rollouts[k].prompts[group] for k, group in picks],
+        completions=[c for r, rows in rows_of for c in r.completions[rows]],
+        golds=[rollouts[k].golds[group] for k, group in picks],
+        stats=stats,
+    )
 
 
 def completion_mask_from_ids(completion_ids: Tensor, eos_ids: list[int]) -> tuple[Tensor, Tensor]:
@@ -124,9 +177,16 @@ class GroupSampler:
                 input_ids=ids,
                 attention_mask=mask,
                 generation_config=self.generation_config(eos_ids, pad_id, greedy),
-                synced_gpus=dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1,
+                synced_gpus=_is_sharded(policy),
             )  # [N, Tp + Tc]
         finally:
             policy.train(was_training)
         completion_mask, truncated = completion_mask_from_ids(sequences[:, prompt_ids.shape[1] :], eos_ids)
         return sequences, completion_mask, truncated
+
+
+def _is_sharded(model: torch.nn.Module) -> bool:
+    """True when parameters are DTensors (FSDP2): generation then needs every rank in each step."""
+    return dist.is_available() and dist.is_initialized() and any(
+        type(p).__name__ == "DTensor" for p in model.parameters()
+    )

@@ -33,6 +33,7 @@ class WarmStart:
         intermediate_size: int = 384,
         max_position_embeddings: int = 256,
         prompt_template: str = "{question}",
+        label_noise: float = 0.0,
         seed: int = 0,
     ) -> None:
         """
@@ -43,8 +44,13 @@ class WarmStart:
             hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size, max_position_embeddings:
                 the Qwen3 config of the tiny model.
             prompt_template: how a question becomes a prompt; must match the data module's.
+            label_noise: probability that a training target has one digit changed: the model then
+                imitates an unreliable teacher, right on average but often wrong when sampled, and
+                the verifiable reward is what tells GRPO which of its answers are right.
             seed: initialisation and data order.
         """
+        if not 0.0 <= label_noise < 1.0:
+            raise ValueError(f"label_noise must be in [0, 1), got {label_noise}")
         if steps < 0 or batch_size < 1 or learning_rate <= 0:
             raise ValueError(f"need steps >= 0, batch_size >= 1, learning_rate > 0; got {steps}, {batch_size}, {learning_rate}")
         self.steps = steps
@@ -59,6 +65,7 @@ class WarmStart:
             max_position_embeddings=max_position_embeddings,
         )
         self.prompt_template = prompt_template
+        self.label_noise = label_noise
         self.seed = seed
 
     def run(self, output_dir: str, source: PromptSource) -> None:
@@ -92,7 +99,9 @@ class WarmStart:
         loss = torch.tensor(float("nan"))
         for _ in range(self.steps):
             picks = torch.randint(len(examples), (self.batch_size,), generator=generator).tolist()
-            input_ids, labels = _supervised_batch([examples[i] for i in picks], tokenizer)
+            noisy = (torch.rand(self.batch_size, generator=generator) < self.label_noise).tolist()
+            pairs = [(examples[i][0], _change_a_digit(examples[i][1], generator) if n else examples[i][1]) for i, n in zip(picks, noisy)]
+            input_ids, labels = _supervised_batch(pairs, tokenizer)
             loss = model(input_ids=input_ids, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -101,6 +110,16 @@ class WarmStart:
             schedule.step()
         model.eval()
         return float(loss.detach())
+
+
+def _change_a_digit(text: str, generator: torch.Generator) -> str:
+    """``text`` with one of its digits replaced by a different digit (unchanged if it has none)."""
+    positions = [i for i, ch in enumerate(text) if ch.isdigit()]
+    if not positions:
+        return text
+    i = positions[int(torch.randint(len(positions), (1,), generator=generator))]
+    shift = int(torch.randint(1, 10, (1,), generator=generator))
+    return text[:i] + str((int(text[i]) + shift) % 10) + text[i + 1 :]
 
 
 def _supervised_batch(pairs: list[tuple[str, str]], tokenizer) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]

@@ -1,0 +1,103 @@
+"""Atomic checkpoint writes: SIGKILL mid-write leaves the previous checkpoint loadable at the path."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_grpo.checkpoint_io import AtomicCheckpointIO, TEMP_SUFFIX, temp_prefix
+
+ROOT = Path(__file__).resolve().parents[1]
+BIG_TENSORS, BIG_NUMEL = 32, 1 << 20  # 32 × 4 MiB float32 = 128 MiB
+
+
+def _temp_files(target: Path) -> list[Path]:
+    return sorted(target.parent.glob(f"{temp_prefix(target)}*{TEMP_SUFFIX}"))
+
+
+def test_save_load_round_trip_and_no_temp_left(tmp_path: Path) -> None:
+    io = AtomicCheckpointIO()
+    target = tmp_path / "sub" / "last.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.arange(4.0)}, target)
+    io.save_checkpoint({"step": 2, "w": torch.arange(5.0)}, target)  # overwrite in place
+    loaded = io.load_checkpoint(target)
+    assert loaded["step"] == 2 and torch.equal(loaded["w"], torch.arange(5.0))
+    assert _temp_files(target) == []
+    with pytest.raises(TypeError):
+        io.save_checkpoint({}, target, storage_options={"x": 1})
+
+
+def test_failed_serialisation_keeps_previous_file_and_cleans_up(tmp_path: Path) -> None:
+    io = AtomicCheckpointIO()
+    target = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1}, target)
+    with pytest.raises(Exception):
+        io.save_checkpoint({"step": 2, "bad": lambda: None}, target)  # lambdas do not pickle
+    assert io.load_checkpoint(target)["step"] == 1
+    assert _temp_files(target) == []
+
+
+def test_trainer_uses_the_plugin(tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    trainer = Trainer(
+        default_root_dir=tmp_path, max_steps=2, plugins=[AtomicCheckpointIO()], logger=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    trainer.fit(BoringModel())
+    checkpoints = list(tmp_path.rglob("*.ckpt"))
+    assert len(checkpoints) == 1 and torch.load(checkpoints[0], weights_only=False)["global_step"] == 2
+
+
+def _writer(target: str) -> None:
+    """Child process: save a small checkpoint, then a large one (killed by the parent mid-write)."""
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1, "w": torch.arange(8.0)}, target)
+    print("saved-first", flush=True)
+    big = {f"t{i}": torch.full((BIG_NUMEL,), float(i)) for i in range(BIG_TENSORS)}
+    io.save_checkpoint({"step": 2, **big}, target)
+    print("saved-second", flush=True)
+
+
+def test_sigkill_mid_write_leaves_previous_checkpoint_loadable(tmp_path: Path) -> None:
+    target = tmp_path / "last.ckpt"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    child = subprocess.Popen([sys.executable, __file__, str(target)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "saved-first"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until the big write is under way, then kill it
+            temps = _temp_files(target)
+            if temps and temps[0].stat().st_size > 4 << 20:
+                break
+            time.sleep(0.001)
+        else:
+            pytest.fail("the large checkpoint's temporary file never appeared")
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    temps = _temp_files(target)
+    assert len(temps) == 1 and temps[0].stat().st_size < BIG_TENSORS * BIG_NUMEL * 4  # really cut mid-write
+    # The target is the first checkpoint, whole.
+    loaded = AtomicCheckpointIO().load_checkpoint(target)
+    assert loaded["step"] == 1 and torch.equal(loaded["w"], torch.arange(8.0))
+    # The next save replaces it and removes the partial file the killed writer left.
+    AtomicCheckpointIO().save_checkpoint({"step": 3}, target)
+    assert torch.load(target)["step"] == 3 and _temp_files(target) == []
+
+
+if __name__ == "__main__":
+    _writer(sys.argv[1])

@@ -1,0 +1,54 @@
+"""GRPOModule through a real Trainer on the tiny model: updates happen, faults are contained."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from lightning_grpo.data import RolloutDataModule
+from lightning_grpo.module import GRPOModule
+from lightning_grpo.objectives import GRPO, ObjectiveInputs
+from lightning_grpo.sources import Arithmetic
+
+
+class NaNOnCall(GRPO):
+    """GRPO whose loss is NaN on the chosen call (a stand-in for an overflow)."""
+
+    def __init__(self, bad_call: int) -> None:
+        super().__init__(beta=0.0)
+        self.bad_call = bad_call
+        self.calls = 0
+
+    def __call__(self, inputs: ObjectiveInputs):
+        self.calls += 1
+        loss, metrics = super().__call__(inputs)
+        return (loss * float("nan") if self.calls == self.bad_call else loss), metrics
+
+
+def _fit(model_dir, objective, max_steps: int, **module_kwargs) -> tuple[GRPOModule, Trainer]:
+    module = GRPOModule(str(model_dir), objective=objective, learning_rate=1e-3, log_completions_every_n_steps=0, **module_kwargs)
+    data = RolloutDataModule(Arithmetic(num_train=64), tokenizer=str(model_dir), prompts_per_step=2, group_size=4, max_new_tokens=4)
+    trainer = Trainer(accelerator="cpu", max_steps=max_steps, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, data)
+    return module, trainer
+
+
+def test_nan_loss_skips_the_update_and_training_continues(tiny_model_dir) -> None:
+    module, trainer = _fit(tiny_model_dir, NaNOnCall(bad_call=2), max_steps=3)
+    assert module.skipped_updates == 1
+    assert trainer.global_step == 3  # three real updates, from four rollouts
+    assert module.objective.calls == 4
+    assert all(torch.isfinite(p).all() for p in module.policy.parameters())
+
+
+def test_nan_loss_raises_when_configured(tiny_model_dir) -> None:
+    with pytest.raises(FloatingPointError, match="non-finite gradient norm"):
+        _fit(tiny_model_dir, NaNOnCall(bad_call=1), max_steps=2, on_nonfinite="raise")
+
+
+def test_several_updates_per_rollout_step_the_optimizer_each_time(tiny_model_dir) -> None:
+    module, trainer = _fit(tiny_model_dir, GRPO(beta=0.0), max_steps=4, updates_per_rollout=2)
+    assert trainer.global_step == 4
+    assert module.skipped_updates == 0

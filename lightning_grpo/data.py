@@ -4,6 +4,11 @@ The loader yields P prompts per rank (tokenised, left-padded). Once the batch is
 ``on_after_batch_transfer`` samples G completions per prompt with the live policy and scores them;
 ``training_step`` then receives a ``Rollout``. Sampling seeds depend on (seed, rank, rollout index),
 so ranks draw different completions and a resumed run draws the same ones as an uninterrupted run.
+Prompts come from a :class:`~lightning_grpo.prompt_stream.PromptStream` whose position is part of the
+data module's state, so a resumed run also continues with the same prompts.
+
+Validation batches (held-out prompts) become an :class:`~lightning_grpo.evaluation.EvalBatch`: greedy
+and ``val_num_samples`` sampled completions per prompt, judged by the correctness reward.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, PreTrainedTokenizerBase
 
+from lightning_grpo.evaluation import EvalBatch, evaluate_batch
 from lightning_grpo.models import eos_token_ids, load_tokenizer
+from lightning_grpo.prompt_stream import PromptStream, batch_indices
 from lightning_grpo.rewards.base import RewardBatch, RewardComposer, RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.rollout import GroupSampler, Rollout, gather_groups
+from lightning_grpo.sharding import gathered_for_generation
 from lightning_grpo.sources import Arithmetic, PromptSource
 
 
@@ -40,6 +49,11 @@ class RolloutDataModule(LightningDataModule):
         use_chat_template: bool = True,
         dynamic_sampling: bool = False,
         max_extra_rounds: int = 4,
+        val_source: PromptSource | None = None,
+        val_batch_size: int = 32,
+        val_num_samples: int = 4,
+        val_greedy: bool = True,
+        val_max_prompts: int | None = None,
         seed: int = 0,
     ) -> None:
         """
@@ -63,6 +77,12 @@ class RolloutDataModule(LightningDataModule):
             max_extra_rounds: bound on the extra sampling rounds per rollout; when it is reached the
                 batch is completed with dropped groups that carry no loss (logged as
                 ``sampling/kept_group_frac`` < 1).
+            val_source: held-out prompts (default: the ``validation`` split of ``source``, e.g. the
+                arithmetic task's held-out questions or GSM8K's test file).
+            val_batch_size: held-out prompts per validation batch and rank.
+            val_num_samples: sampled completions per held-out prompt (k of pass@k and maj@k; 0: none).
+            val_greedy: also decode each held-out prompt greedily (greedy accuracy).
+            val_max_prompts: evaluate only the first this many held-out prompts (None: all).
             seed: base seed of the prompt order and the sampler.
         """
         super().__init__()
@@ -77,12 +97,26 @@ class RolloutDataModule(LightningDataModule):
         self.composer = RewardComposer(rewards if rewards is not None else [ExactInteger()], reward_on_error)
         if max_extra_rounds < 0:
             raise ValueError(f"max_extra_rounds must be >= 0, got {max_extra_rounds}")
+        if val_batch_size < 1 or val_num_samples < 0 or (val_max_prompts is not None and val_max_prompts < 1):
+            raise ValueError(
+                f"need val_batch_size >= 1, val_num_samples >= 0 and val_max_prompts >= 1 or None; got "
+                f"{val_batch_size}, {val_num_samples}, {val_max_prompts}"
+            )
+        if not val_greedy and val_num_samples == 0:
+            raise ValueError("validation with val_greedy=False and val_num_samples=0 would generate nothing")
         self.prompt_template = prompt_template
         self.use_chat_template = use_chat_template
         self.dynamic_sampling = dynamic_sampling
         self.max_extra_rounds = max_extra_rounds
+        self.val_source = val_source
+        self.val_batch_size = val_batch_size
+        self.val_num_samples = val_num_samples
+        self.val_greedy = val_greedy
+        self.val_max_prompts = val_max_prompts
         self.seed = seed
-        self.rollouts_sampled = 0
+        self.rollouts_sampled = 0  # sampling rounds so far (seeds the sampler)
+        self.batches_consumed = 0  # training prompt batches turned into rollouts (the stream's position)
+        self.extra_batches_consumed = 0  # dynamic sampling's extra prompt batches
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.datasets: dict[str, Any] = {}
 
@@ -121,6 +155,8 @@ class RolloutDataModule(LightningDataModule):
             )
         if stage == "fit" and "train" not in self.datasets:
             self.datasets["train"] = self._prepare(self.source.load("train"))
+        if stage in ("fit", "validate") and "validation" not in self.datasets:
+            self.datasets["validation"] = self._held_out(required=stage == "validate")
 
     def _context_length(self) -> int:
         config = AutoConfig.from_pretrained(self.tokenizer_name)
@@ -138,29 +174,49 @@ class RolloutDataModule(LightningDataModule):
             )
         return table
 
-    def train_dataloader(self) -> DataLoader:
-        return self._prompt_loader(self.seed)
+    def _held_out(self, required: bool) -> Any | None:
+        """The held-out prompts, or None (with a warning) when the source has none and none is required."""
+        source = self.val_source if self.val_source is not None else self.source
+        try:
+            table = source.load("validation")
+            if len(table) == 0:
+                raise ValueError(f"the held-out prompts of {type(source).__name__} are empty")
+        except ValueError as error:
+            if required or self.val_source is not None:
+                raise ValueError(f"no held-out prompts for validation: {error}; set data.val_source") from error
+            rank_zero_warn(f"no validation during fit: {error}")
+            return None
+        if self.val_max_prompts is not None:
+            table = table.select(range(min(self.val_max_prompts, len(table))))
+        return self._prepare(table)
 
-    def _prompt_loader(self, seed: int) -> DataLoader:
-        return DataLoader(
-            self.datasets["train"],
-            batch_size=self.prompts_per_rank,
-            shuffle=True,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(seed),
-            collate_fn=self.collate,
+    @property
+    def rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    def train_dataloader(self) -> DataLoader:
+        stream = PromptStream(
+            self.datasets["train"], self.prompts_per_rank, self.seed, self.rank, self.world_size, self.collate,
+            next_batch=lambda: self.batches_consumed,
         )
+        return DataLoader(stream, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader | list:
+        table = self.datasets.get("validation")
+        if table is None:
+            return []
+        # Under DDP/FSDP Lightning's DistributedSampler may repeat prompts to even out the ranks;
+        # the module's EvalAccumulator counts each prompt id once.
+        return DataLoader(table, batch_size=self.val_batch_size, shuffle=False, collate_fn=self.collate)
 
     def _extra_prompts(self, device: torch.device) -> dict[str, Any]:
-        """More prompts for dynamic sampling, from a second shuffled stream distinct per rank."""
-        if getattr(self, "_extra_iter", None) is None:
-            rank = self.trainer.global_rank if self.trainer is not None else 0
-            self._extra_iter = iter(self._prompt_loader(self.seed + 1 + rank))
-        try:
-            batch = next(self._extra_iter)
-        except StopIteration:
-            self._extra_iter = None
-            return self._extra_prompts(device)
+        """More prompts for dynamic sampling, from a second permutation (seed + 1), resumable."""
+        table = self.datasets["train"]
+        rows = batch_indices(
+            len(table), self.extra_batches_consumed, self.seed + 1_000_000, self.rank, self.world_size, self.prompts_per_rank
+        )
+        self.extra_batches_consumed += 1
+        batch = self.collate([table[i] for i in rows])
         return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -177,13 +233,32 @@ class RolloutDataModule(LightningDataModule):
 
     # ---- rollouts ------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.trainer is None or not self.trainer.training:
+        if self.trainer is None:
             return batch
-        return self.make_rollout(batch)
+        if self.trainer.training:
+            self.batches_consumed += 1
+            return self.make_rollout(batch)
+        if self.trainer.validating or self.trainer.sanity_checking:
+            return self.make_eval_batch(batch)
+        return batch
+
+    def make_eval_batch(self, batch: dict[str, Any]) -> EvalBatch:
+        """Greedy and sampled completions of held-out prompts, judged by the correctness reward."""
+        judge = self.composer.correctness
+        if judge is None:
+            raise ValueError(
+                "validation needs a correctness reward (one with is_correctness, e.g. ExactInteger or "
+                f"MathReward) among data.rewards; got {[f.name for f in self.composer.functions]}"
+            )
+        policy = self.trainer.lightning_module.policy
+        with gathered_for_generation(policy):
+            return evaluate_batch(
+                self.sampler, policy, batch, self.tokenizer, eos_token_ids(policy, self.tokenizer), judge,
+                self.val_num_samples, self.val_greedy, self.seed,
+            )
 
     def _sampling_seed(self) -> int:
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        return (self.seed * 1_000_003 + rank * 7_919 + self.rollouts_sampled * 104_729) % (2**63 - 1)
+        return (self.seed * 1_000_003 + self.rank * 7_919 + self.rollouts_sampled * 104_729) % (2**63 - 1)
 
     def make_rollout(self, batch: dict[str, Any]) -> Rollout:
         """Sample G completions per prompt with the live policy and score them (DAPO: and filter)."""
@@ -197,7 +272,7 @@ class RolloutDataModule(LightningDataModule):
         eos_ids = eos_token_ids(policy, self.tokenizer)
         devices = [batch["input_ids"].device] if batch["input_ids"].is_cuda else []
         start = time.perf_counter()
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), gathered_for_generation(policy):
             torch.manual_seed(self._sampling_seed())
             sequences, completion_mask, truncated = self.sampler.sample(
                 policy, batch["input_ids"], batch["attention_mask"], eos_ids, self.tokenizer.pad_token_id
@@ -278,9 +353,10 @@ class RolloutDataModule(LightningDataModule):
         stats.update({f"reward/{name}_errors": float(c) for name, c in self.composer.error_counts.items() if c})
         device = sequences.device
         correctness = self.composer.correctness
-        correct = None
+        correct, answers = None, []
         if correctness is not None:
             correct = torch.tensor([v == correctness.correct_value for v in components[correctness.name]], device=device)
+            answers = [correctness.extract(t, truncated=f) for t, f in zip(texts, reward_batch.truncated)]
         prompt_mask = batch["attention_mask"].repeat_interleave(g, dim=0)  # [N, Tp]
         return Rollout(
             input_ids=sequences,
@@ -297,16 +373,23 @@ class RolloutDataModule(LightningDataModule):
             correct=correct,
             prompts=list(batch["prompt"]),
             completions=texts,
+            answers=answers,
             golds=list(batch["answer"]),
             stats=stats,
         )
 
     # ---- exact resume ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"rollouts_sampled": self.rollouts_sampled}
+        return {
+            "rollouts_sampled": self.rollouts_sampled,
+            "batches_consumed": self.batches_consumed,
+            "extra_batches_consumed": self.extra_batches_consumed,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rollouts_sampled = int(state_dict["rollouts_sampled"])
+        self.batches_consumed = int(state_dict.get("batches_consumed", 0))
+        self.extra_batches_consumed = int(state_dict.get("extra_batches_consumed", 0))
 
 
 def _informative_groups(rollout: Rollout) -> list[int]:

@@ -32,12 +32,23 @@ def resolve_dtype(name: str) -> torch.dtype:
     return _DTYPES[name]
 
 
-def load_causal_lm(path_or_name: str, dtype: str = "float32") -> PreTrainedModel:
-    """``AutoModelForCausalLM.from_pretrained`` with a clear error when the path is missing."""
+def load_causal_lm(path_or_name: str, dtype: str = "float32", role: str = "model") -> PreTrainedModel:
+    """``AutoModelForCausalLM.from_pretrained`` with a clear error naming the path when it cannot load.
+
+    A path that does not exist locally and cannot be a hub id (``name`` or ``org/name``) is reported
+    as a missing path without asking the hub; ``role`` says what the model was for.
+    """
     local = Path(path_or_name)
-    if (local.is_absolute() or path_or_name.startswith(".")) and not local.exists():
-        raise FileNotFoundError(f"model path {path_or_name!r} does not exist")
-    return AutoModelForCausalLM.from_pretrained(path_or_name, dtype=resolve_dtype(dtype))
+    looks_like_hub_id = len(Path(path_or_name).parts) <= 2 and not path_or_name.startswith((".", "/", "~"))
+    if not local.exists() and not looks_like_hub_id:
+        raise FileNotFoundError(f"{role}: model path {path_or_name!r} does not exist")
+    try:
+        return AutoModelForCausalLM.from_pretrained(path_or_name, dtype=resolve_dtype(dtype))
+    except OSError as error:
+        raise OSError(
+            f"{role}: cannot load {path_or_name!r}: not a local checkpoint directory and not loadable from the "
+            f"hub ({error})"
+        ) from error
 
 
 def load_tokenizer(path_or_name: str) -> PreTrainedTokenizerBase:

@@ -8,6 +8,11 @@ One ``training_step`` receives one :class:`Rollout` (this rank's P prompts × G 
    logp_ref once if β > 0;
 3. per mini-batch: normalisers over the mini-batch on all ranks, then per micro-batch one chunked
    forward (log-probs and entropy together), the objective, backward; then clip, step, schedule.
+
+``validation_step`` receives an :class:`~lightning_grpo.evaluation.EvalBatch` (held-out prompts,
+greedy and k samples) and feeds an :class:`~lightning_grpo.metrics.EvalAccumulator`; the epoch's
+end logs ``val/accuracy``, ``val/pass@k``, ``val/maj@k``, lengths and truncation, counted over all
+ranks with each prompt once. Checkpoints also carry every RNG state, for an exact resume.
 """
 
 from __future__ import annotations
@@ -21,15 +26,20 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from lightning_grpo.advantages import AdvantageContext, AdvantageEstimator, GroupNormalized
+from lightning_grpo.evaluation import EvalBatch
 from lightning_grpo.logprobs import completion_logprobs
+from lightning_grpo.metrics import EvalAccumulator
 from lightning_grpo.models import load_causal_lm
 from lightning_grpo.objectives.base import Normalizers, Objective, ObjectiveInputs
 from lightning_grpo.objectives.grpo import GRPO
+from lightning_grpo.rng import get_rng_states, set_rng_states
 from lightning_grpo.rollout import Rollout
 from lightning_grpo.sharding import fully_shard_causal_lm
+from lightning_grpo.strategies import strategy_mp_policy
 
 
 @dataclass
@@ -118,6 +128,7 @@ class GRPOModule(LightningModule):
         log_completions_every_n_steps: int = 50,
         num_completions_to_log: int = 4,
         on_nonfinite: Literal["skip", "raise"] = "skip",
+        gradient_checkpointing: bool = False,
     ) -> None:
         """
         Args:
@@ -142,6 +153,9 @@ class GRPOModule(LightningModule):
             num_completions_to_log: completions per text sample.
             on_nonfinite: when the gradient norm is NaN or infinite, ``skip`` the update (counted
                 in ``train/skipped_updates``) or ``raise``.
+            gradient_checkpointing: recompute the policy's decoder-layer activations in backward
+                (less memory, about one more forward of compute); generation runs in eval mode with
+                the KV cache, where it is off.
         """
         super().__init__()
         for name, value in (("updates_per_rollout", updates_per_rollout), ("epochs", epochs)):
@@ -159,28 +173,39 @@ class GRPOModule(LightningModule):
         self.policy: torch.nn.Module | None = None
         self.reference: torch.nn.Module | None = None
         self.skipped_updates = 0
+        self.val_metric: EvalAccumulator | None = None  # built at the first validation batch (k = its n)
 
     # ---- models ---------------------------------------------------------------------------------
     def configure_model(self) -> None:
         if self.policy is not None:
             return
         hp = self.hparams
-        self.policy = load_causal_lm(hp.model_name_or_path, hp.dtype).train()
+        self.policy = load_causal_lm(hp.model_name_or_path, hp.dtype, role="policy").train()
+        if hp.gradient_checkpointing:
+            self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if self.objective.needs_reference:
-            self.reference = load_causal_lm(hp.reference_model_name_or_path or hp.model_name_or_path, hp.dtype)
+            self.reference = load_causal_lm(
+                hp.reference_model_name_or_path or hp.model_name_or_path,
+                hp.dtype,
+                role=f"reference (needed because the objective's beta = {self.objective.beta} > 0)",
+            )
             self.reference.eval().requires_grad_(False)
         mesh = self.device_mesh  # set by ModelParallelStrategy (FSDP2), None otherwise
         if mesh is not None:
             dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
+            mp_policy = strategy_mp_policy(self.trainer.strategy) if self._trainer is not None else None
             for model in (self.policy, self.reference):
                 if model is not None:
-                    fully_shard_causal_lm(model, dp_mesh)
+                    fully_shard_causal_lm(model, dp_mesh, mp_policy=mp_policy)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["skipped_updates"] = self.skipped_updates
+        checkpoint["rng_states"] = get_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.skipped_updates = int(checkpoint.get("skipped_updates", 0))
+        if "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         state = super().state_dict(*args, **kwargs)
@@ -392,6 +417,46 @@ class GRPOModule(LightningModule):
             self.log("acc", scalars["train/accuracy"], prog_bar=True, logger=False, batch_size=rollout.num_groups)
         self._log_text(rollout)
 
+    # ---- validation -----------------------------------------------------------------------------
+    def validation_step(self, batch: EvalBatch, batch_idx: int) -> None:
+        if self.val_metric is None:
+            n = batch.correct.shape[1]
+            ks = sorted({1, n} | {2**i for i in range(1, 10) if 2**i < n}) if n else [1]
+            self.val_metric = EvalAccumulator(ks=ks, sync_on_compute=True).to(self.device)
+        self.val_metric.update(
+            batch.prompt_ids,
+            correct=batch.correct,
+            lengths=batch.lengths,
+            truncated=batch.truncated,
+            answers=batch.answers,
+            greedy_correct=batch.greedy_correct,
+            greedy_lengths=batch.greedy_lengths,
+            greedy_truncated=batch.greedy_truncated,
+        )
+        if batch_idx == 0 and batch.examples:
+            self._log_eval_examples(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_metric is None:
+            return
+        values = self.val_metric.compute()  # over all ranks, each prompt once
+        self.val_metric.reset()
+        # Already global and equal on every rank: no further reduction.
+        self.log_dict({f"val/{k}": v.to(self.device) for k, v in values.items()}, sync_dist=False, rank_zero_only=False)
+        if not self.trainer.sanity_checking:
+            summary = ", ".join(f"{k} {v.item():.4g}" for k, v in values.items())
+            rank_zero_info(f"validation at step {self.global_step}: {summary}")
+
+    def _log_eval_examples(self, batch: EvalBatch) -> None:
+        if self.global_rank != 0 or not isinstance(self.logger, TensorBoardLogger) or self.trainer.sanity_checking:
+            return
+        rows = [(e["prompt"], e["completion"], str(e["answer"]), e["gold"], str(e["correct"])) for e in batch.examples]
+        self.logger.experiment.add_text(
+            "validation/greedy_completions",
+            _markdown_table(("prompt", "completion", "extracted", "gold", "correct"), rows[: self.hparams.num_completions_to_log]),
+            global_step=self.global_step,
+        )
+
     def _log_text(self, rollout: Rollout) -> None:
         every = self.hparams.log_completions_every_n_steps
         if not every or self.global_rank != 0 or not isinstance(self.logger, TensorBoardLogger):
@@ -400,8 +465,18 @@ class GRPOModule(LightningModule):
         if (step // self.hparams.updates_per_rollout // self.hparams.epochs) % every:
             return
         g = rollout.group_size
-        lines = ["| prompt | completion | gold | reward |", "|---|---|---|---|"]
-        for i in range(min(self.hparams.num_completions_to_log, len(rollout.completions))):
-            cells = [rollout.prompts[i // g], rollout.completions[i], rollout.golds[i // g], f"{rollout.rewards[i].item():.3f}"]
-            lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-        self.logger.experiment.add_text("completions", "\n".join(lines), global_step=step)
+        rows = [
+            (rollout.prompts[i // g], rollout.completions[i], str(rollout.answers[i]) if rollout.answers else "",
+             rollout.golds[i // g], f"{rollout.rewards[i].item():.3f}")
+            for i in range(min(self.hparams.num_completions_to_log, len(rollout.completions)))
+        ]
+        self.logger.experiment.add_text(
+            "completions", _markdown_table(("prompt", "completion", "extracted", "gold", "reward"), rows), global_step=step
+        )
+
+
+def _markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for cells in rows:
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    return "\n".join(lines)

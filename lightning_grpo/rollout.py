@@ -35,6 +35,7 @@ class Rollout:
     valid: Tensor | None = None  # [N] bool: False rows are kept for shape only and carry no loss
     prompts: list[str] = field(default_factory=list)  # [P]
     completions: list[str] = field(default_factory=list)  # [N]
+    answers: list[str | None] = field(default_factory=list)  # [N] answers the correctness reward read
     golds: list[str] = field(default_factory=list)  # [P]
     stats: dict[str, float] = field(default_factory=dict)  # logged as-is: "time/generation_s", ...
 
@@ -98,6 +99,7 @@ def gather_groups(rollouts: list[Rollout], picks: list[tuple[int, int]], pad_id:
         valid=cat("valid"),
         prompts=[rollouts[k].prompts[group] for k, group in picks],
         completions=[c for r, rows in rows_of for c in r.completions[rows]],
+        answers=[a for r, rows in rows_of for a in r.answers[rows]] if first.answers else [],
         golds=[rollouts[k].golds[group] for k, group in picks],
         stats=stats,
     )

@@ -141,17 +141,25 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return _run([sys.executable, "-m", "lightning_grpo.cli", *args], cwd=cwd)
 
 
+def _same_question_file(path: Path, rows: int = 16) -> Path:
+    path.write_text("".join(json.dumps({"problem": "12+34=", "answer": "46"}) + "\n" for _ in range(rows)))
+    return path
+
+
 @pytest.mark.parametrize("strategy", ["fsdp2", "ddp"])
 def test_cli_two_processes(strategy: str, tiny_model_dir: Path, tmp_path: Path) -> None:
-    """The demo config on 2 processes from the CLI; with the same prompts on both ranks (no distributed
-    sampler), the ranks' first rollouts still differ, because sampling seeds depend on the rank."""
+    """The demo config on 2 processes from the CLI. Every training prompt is the same question, so
+    both ranks see identical prompts; their first rollouts still differ, because sampling seeds
+    depend on the rank."""
     dump = tmp_path / "rollouts.json"
+    data = _same_question_file(tmp_path / "same.jsonl")
     _cli(
         "fit", "--config", str(ROOT / "configs" / "demo.yaml"),
         "--config", str(ROOT / "configs" / "strategies" / f"{strategy}.yaml"),
         f"--trainer.default_root_dir={tmp_path}",  # where the CLI saves its config.yaml
         "--trainer.devices=2", "--trainer.max_steps=3", "--trainer.logger=false",
-        "--trainer.enable_progress_bar=false", "--trainer.use_distributed_sampler=false",
+        "--trainer.enable_progress_bar=false", "--trainer.num_sanity_val_steps=0", "--trainer.limit_val_batches=0",
+        "--data.source=JsonlProblems", f"--data.source.train_path={data}",
         f"--model.model_name_or_path={tiny_model_dir}",
         "--trainer.callbacks+=tests.distributed.callbacks.RolloutDump", f"--trainer.callbacks.path={dump}",
         cwd=ROOT,
@@ -162,3 +170,31 @@ def test_cli_two_processes(strategy: str, tiny_model_dir: Path, tmp_path: Path) 
     assert all(r["strategy"] == expected and r["sharded"] == (strategy == "fsdp2") for r in ranks)
     assert ranks[0]["prompts"] == ranks[1]["prompts"]
     assert ranks[0]["completion_ids"] != ranks[1]["completion_ids"]
+
+
+def _validate(tiny_model_dir: Path, out: Path, devices: int) -> dict:
+    """`lightning-grpo validate` on 7 held-out prompts in batches of 2: 4 batches on one process; on
+    two, Lightning's DistributedSampler gives each rank 4 prompts, so one prompt is evaluated twice."""
+    dump = out / "validation.json"
+    out.mkdir(parents=True)
+    strategy = ["--config", str(ROOT / "configs" / "strategies" / "ddp.yaml")] if devices > 1 else []
+    _cli(
+        "validate", "--config", str(ROOT / "configs" / "demo.yaml"), *strategy,
+        f"--trainer.default_root_dir={out}", f"--trainer.devices={devices}", "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false", f"--model.model_name_or_path={tiny_model_dir}",
+        "--data.source.init_args.num_validation=7", "--data.val_batch_size=2", "--data.val_num_samples=2",
+        "--trainer.callbacks+=tests.distributed.callbacks.ValidationDump", f"--trainer.callbacks.path={dump}",
+        cwd=ROOT,
+    )
+    return json.loads(dump.read_text())
+
+
+def test_distributed_validation_counts_every_held_out_prompt_once(tiny_model_dir: Path, tmp_path: Path) -> None:
+    single = _validate(tiny_model_dir, tmp_path / "one", devices=1)
+    double = _validate(tiny_model_dir, tmp_path / "two", devices=2)
+    seen = [p for rank in double["prompt_ids_per_rank"] for p in rank]
+    assert len(seen) == 8 and len(set(seen)) == 7  # the sampler repeated one prompt ...
+    assert double["metrics"]["val/num_prompts"] == single["metrics"]["val/num_prompts"] == 7  # ... counted once
+    # Greedy decoding does not depend on the layout: the same verdicts and lengths over the same prompts.
+    for key in ("val/accuracy", "val/greedy_length_mean", "val/greedy_truncated_frac"):
+        assert double["metrics"][key] == pytest.approx(single["metrics"][key], abs=1e-6), key

@@ -54,6 +54,10 @@ class RewardFunction:
         """Counters to log (e.g. verifier timeouts); reset by the caller's reading them."""
         return {}
 
+    def extract(self, completion: str, truncated: bool = False) -> str | None:
+        """The final answer this function reads from ``completion`` (for maj@k votes and logs), or None."""
+        return None
+
 
 class RewardError(RuntimeError):
     """A reward function raised; names the function and the completion."""

@@ -26,6 +26,10 @@ class ExactInteger(RewardFunction):
         self.correct_value = correct_value
         self.incorrect_value = incorrect_value
 
+    def extract(self, completion: str, truncated: bool = False) -> str | None:
+        match = _INTEGER.match(completion)
+        return str(int(match.group(1))) if match is not None else None
+
     def score_one(self, prompt: str, completion: str, gold: str, metadata: dict[str, Any]) -> float:
         match = _INTEGER.match(completion)
         if match is None:

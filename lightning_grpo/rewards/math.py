@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Literal
 
 from lightning_grpo.rewards.base import RewardBatch, RewardFunction
+from lightning_grpo.rewards.extraction import extract_answer
 from lightning_grpo.rewards.verifier import VerifyPolicy, check
 
 logger = logging.getLogger(__name__)
@@ -242,6 +243,11 @@ class MathReward(RewardFunction):
                 logger.warning("verifier %s on %s: %s", outcome.status, completion_id, error)
             values.append(self.correct_value if correct else self.incorrect_value)
         return values
+
+    def extract(self, completion: str, truncated: bool = False) -> str | None:
+        """The extracted final answer with whitespace removed (equal strings vote together in maj@k)."""
+        answer = extract_answer(completion, truncated=truncated)
+        return None if answer is None else "".join(answer.split())
 
     def counters(self) -> dict[str, float]:
         """Timeouts and errors since the last call (then reset)."""

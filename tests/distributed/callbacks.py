@@ -36,3 +36,23 @@ class RolloutDump(Callback):
         if trainer.global_rank == 0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps(everyone))
+
+
+class ValidationDump(Callback):
+    """Writes the validation metrics (``val/*``) and each rank's evaluated prompt ids to ``path`` (rank 0)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.prompt_ids: list[str] = []
+
+    def on_validation_batch_start(self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.prompt_ids += list(batch.prompt_ids)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: Any) -> None:
+        everyone = [self.prompt_ids]
+        if dist.is_available() and dist.is_initialized():
+            everyone = [None] * dist.get_world_size()
+            dist.all_gather_object(everyone, self.prompt_ids)
+        if trainer.global_rank == 0:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            self.path.write_text(json.dumps({"metrics": metrics, "prompt_ids_per_rank": everyone}))

@@ -165,6 +165,8 @@ def main() -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=callbacks,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
     )
     model = GRPOModule(
         args.model,

@@ -103,7 +103,10 @@ def _read_table(path: str) -> datasets.Dataset:
     if not Path(path).exists():
         raise FileNotFoundError(f"dataset path {path!r} does not exist")
     kind = "parquet" if path.endswith(".parquet") else "json"
-    return datasets.load_dataset(kind, data_files=path, split="train")
+    try:
+        return datasets.load_dataset(kind, data_files=path, split="train")
+    except Exception as error:  # datasets reports an empty or malformed file in its own words
+        raise ValueError(f"dataset {path!r} could not be read as {kind} (is it empty or malformed?): {error}") from error
 
 
 def _require_fields(table: datasets.Dataset, fields: list[str], path: str) -> None:

@@ -54,10 +54,14 @@ def test_print_config_resolves_and_command_line_overrides(tmp_path: Path) -> Non
     assert "group_size: 8" in result.stdout
 
 
-def test_unknown_objective_name_is_a_clear_error() -> None:
-    result = _cli("fit", "--config", "configs/demo.yaml", "--model.objective=NoSuchObjective", "--print_config")
+@pytest.mark.parametrize(
+    "override", ["--model.objective=NoSuchObjective", '--data.rewards=[{"class_path": "NoSuchReward"}]']
+)
+def test_unknown_objective_or_reward_name_is_a_clear_error(override: str) -> None:
+    result = _cli("fit", "--config", "configs/demo.yaml", override, "--print_config")
     assert result.returncode != 0
-    assert "NoSuchObjective" in result.stderr
+    name = "NoSuchObjective" if "objective" in override else "NoSuchReward"
+    assert name in result.stderr
 
 
 @pytest.mark.parametrize("config", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml")))

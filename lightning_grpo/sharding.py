@@ -12,7 +12,7 @@ all-gathers every layer once, keeps the full parameters through the whole ``gene
 per-layer pre-forward hooks then find the layer unsharded and skip the all-gather) and reshards on
 exit. The price is memory: each rank holds the full (``param_dtype``) parameters while it samples,
 as an unsharded model would. Measured on the tiny model, 2 CPU processes, gloo: see
-``tests/distributed/bench_generation.py``.
+``tests/distributed/generation.py`` (its REPEATS argument).
 """
 
 from __future__ import annotations

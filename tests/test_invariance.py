@@ -69,3 +69,13 @@ def test_micro_batch_split_does_not_change_gradient(tiny_model_dir, aggregation)
         split, split_loss = gradient(micro)
         torch.testing.assert_close(split, full, atol=1e-5, rtol=1e-4)
         assert split_loss == pytest.approx(full_loss, abs=1e-6)
+    # Gradient checkpointing recomputes activations in backward: the same update, less memory.
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    assert model.is_gradient_checkpointing
+    calls = []
+    model.model.layers[0].register_forward_hook(lambda *args: calls.append(1))
+    checkpointed, checkpointed_loss = gradient(4)
+    assert len(calls) == 4  # 2 micro-batches, each layer run again in backward
+    torch.testing.assert_close(checkpointed, full, atol=1e-5, rtol=1e-4)
+    assert checkpointed_loss == pytest.approx(full_loss, abs=1e-6)

@@ -51,6 +51,17 @@ def load_causal_lm(path_or_name: str, dtype: str = "float32", role: str = "model
         ) from error
 
 
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute each decoder layer's activations in backward (non-reentrant), only in training mode.
+
+    transformers 5 names this ``activation_checkpointing_enable``; 4.x ``gradient_checkpointing_enable``.
+    """
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def load_tokenizer(path_or_name: str) -> PreTrainedTokenizerBase:
     """``AutoTokenizer.from_pretrained`` with left padding and a pad token (EOS when the model has none)."""
     tokenizer = AutoTokenizer.from_pretrained(path_or_name)

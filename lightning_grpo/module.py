@@ -33,7 +33,7 @@ from lightning_grpo.advantages import AdvantageContext, AdvantageEstimator, Grou
 from lightning_grpo.evaluation import EvalBatch
 from lightning_grpo.logprobs import completion_logprobs
 from lightning_grpo.metrics import EvalAccumulator
-from lightning_grpo.models import load_causal_lm
+from lightning_grpo.models import enable_activation_checkpointing, load_causal_lm
 from lightning_grpo.objectives.base import Normalizers, Objective, ObjectiveInputs
 from lightning_grpo.objectives.grpo import GRPO
 from lightning_grpo.rng import get_rng_states, set_rng_states
@@ -182,7 +182,7 @@ class GRPOModule(LightningModule):
         hp = self.hparams
         self.policy = load_causal_lm(hp.model_name_or_path, hp.dtype, role="policy").train()
         if hp.gradient_checkpointing:
-            self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_activation_checkpointing(self.policy)
         if self.objective.needs_reference:
             self.reference = load_causal_lm(
                 hp.reference_model_name_or_path or hp.model_name_or_path,

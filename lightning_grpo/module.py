@@ -8,6 +8,13 @@ One ``training_step`` receives one :class:`Rollout` (this rank's P prompts × G 
    logp_ref once if β > 0;
 3. per mini-batch: normalisers over the mini-batch on all ranks, then per micro-batch one chunked
    forward (log-probs and entropy together), the objective, backward; then clip, step, schedule.
+   A mini-batch with no loss token on any rank (all its groups dropped by AGPO's ``drop`` or left
+   over by dynamic sampling) makes no step: AdamW would otherwise move the weights on momentum alone.
+
+The normalisers span one optimizer step's mini-batch (all its micro-batches, all ranks), as the
+mini-batches of PPO-style trainers do: with one update per rollout that is the whole rollout batch
+(ALGORITHMS.md §1); with U updates each step's loss keeps the scale of a one-update run, so a
+learning rate means the same whatever U is.
 
 ``validation_step`` receives an :class:`~lightning_grpo.evaluation.EvalBatch` (held-out prompts,
 greedy and k samples) and feeds an :class:`~lightning_grpo.metrics.EvalAccumulator`; the epoch's
@@ -245,6 +252,14 @@ class GRPOModule(LightningModule):
             dist.all_reduce(value)
         return value
 
+    def _global_mean_std(self, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and unbiased std of ``values`` [N] over all ranks (sums, not means of means)."""
+        v = values.double()
+        total, squares, count = self._all_sum(torch.stack([v.sum(), v.square().sum(), torch.tensor(float(v.numel()), dtype=torch.float64, device=v.device)]))
+        mean = total / count
+        var = (squares - count * mean.square()) / (count - 1) if count > 1 else torch.zeros_like(mean)
+        return mean.float(), var.clamp(min=0).sqrt().float()
+
     def _micro_batches(self, rows: Tensor) -> list[Tensor]:
         size = self.hparams.micro_batch_size or len(rows)
         return list(rows.split(size))
@@ -313,10 +328,14 @@ class GRPOModule(LightningModule):
         entropy_sum = torch.zeros((), device=mask.device)
         logp_mismatch = torch.zeros((), device=mask.device)
         grad_norms = []
+        empty_minibatches = 0
         mini_size = n // hp.updates_per_rollout
         for epoch in range(hp.epochs):
             for update, mini in enumerate(torch.arange(n, device=mask.device).split(mini_size)):
                 counts = self._all_sum(torch.stack([(mask[mini].sum(1) > 0).sum().float(), mask[mini].sum()]))
+                if counts[1].item() == 0:  # equal on every rank, so every rank skips
+                    empty_minibatches += 1
+                    continue
                 step = minibatch_backward(
                     self.policy,
                     self.objective,
@@ -344,6 +363,7 @@ class GRPOModule(LightningModule):
                     sums[key] = sums.get(key, 0.0) + value
                 grad_norms.append(self._clip_and_step(optimizer, scheduler))
         update_s = time.perf_counter() - start
+        adv_metrics = {**adv_metrics, "empty_minibatches": torch.tensor(float(empty_minibatches))}
         self._log_step(rollout, mask, advantages, adv_metrics, sums, entropy_sum, logp_mismatch, grad_norms, update_s)
 
     def _clip_and_step(self, optimizer: Any, scheduler: Any) -> Tensor:
@@ -382,11 +402,9 @@ class GRPOModule(LightningModule):
         tokens = self._all_sum(torch.stack([entropy_sum, mask.sum(), lengths.sum()]))
         generation_s = rollout.stats.get("time/generation_s", 0.0)
         scalars: dict[str, Any] = {
-            "reward/total": rollout.rewards.mean(),
-            "reward/total_std": rollout.rewards.std() if rollout.rewards.numel() > 1 else torch.zeros(()),
             "train/entropy": tokens[0] / tokens[1].clamp(min=1),
             "train/advantage_abs_mean": advantages.abs().mean(),
-            "train/grad_norm": torch.stack(grad_norms).mean(),
+            "train/grad_norm": torch.stack(grad_norms).mean() if grad_norms else torch.zeros(()),
             "train/skipped_updates": torch.tensor(float(self.skipped_updates)),
             "train/lr": torch.tensor(self.lr_schedulers().get_last_lr()[0]),
             "completions/length_mean": lengths.mean(),
@@ -394,8 +412,8 @@ class GRPOModule(LightningModule):
             "time/update_s": torch.tensor(update_s),
             "time/tokens_per_s": tokens[2] / max(generation_s + update_s, 1e-9),
         }
-        for name, values in rollout.reward_components.items():
-            scalars[f"reward/{name}"] = values.mean()
+        for name, values in {"total": rollout.rewards, **rollout.reward_components}.items():
+            scalars[f"reward/{name}"], scalars[f"reward/{name}_std"] = self._global_mean_std(values)
         for name, value in rollout.stats.items():
             scalars[name] = torch.tensor(float(value))
         if rollout.correct is not None:
@@ -404,7 +422,7 @@ class GRPOModule(LightningModule):
             scalars[f"train/{name}"] = value
         # Objective metrics are shares of each step's value: summed over a step, averaged over steps.
         for name, value in sums.items():
-            scalars[f"train/{name}"] = self._all_sum(torch.as_tensor(value, device=mask.device)) / steps
+            scalars[f"train/{name}"] = self._all_sum(torch.as_tensor(value, device=mask.device)) / max(len(grad_norms), 1)
         if steps > 1:
             scalars["train/logp_old_mismatch_max"] = logp_mismatch
         device = mask.device

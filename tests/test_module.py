@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 
+from lightning_grpo.advantages import AGPOAdvantage
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO, ObjectiveInputs
+from lightning_grpo.rewards import RewardFunction
 from lightning_grpo.sources import Arithmetic
 
 
@@ -52,3 +54,44 @@ def test_several_updates_per_rollout_step_the_optimizer_each_time(tiny_model_dir
     module, trainer = _fit(tiny_model_dir, GRPO(beta=0.0), max_steps=4, updates_per_rollout=2)
     assert trainer.global_step == 4
     assert module.skipped_updates == 0
+
+
+class SignalOnce(RewardFunction):
+    """Digit share of each completion in the first rollout (a learning signal), then 0 for all."""
+
+    def __init__(self) -> None:
+        super().__init__(name="once")
+        self.calls = 0
+
+    def score(self, batch):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls > 1:
+            return [0.0] * len(batch.completions)
+        return [sum(ch.isdigit() for ch in c) / max(len(c), 1) + 0.01 * i for i, c in enumerate(batch.completions)]
+
+
+class WeightsAfterFirstStep(Callback):
+    def __init__(self) -> None:
+        self.weights: dict[str, torch.Tensor] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
+        if batch_idx == 0:
+            self.weights = {k: v.clone() for k, v in pl_module.policy.state_dict().items()}
+
+
+def test_minibatches_without_loss_tokens_make_no_optimizer_step(tiny_model_dir) -> None:
+    """AGPO 'drop' removes zero-variance groups; after one real step (AdamW then has momentum), three
+    rollouts whose groups are all dropped must leave the weights exactly as they were."""
+    probe = WeightsAfterFirstStep()
+    module = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.0), advantage=AGPOAdvantage(zero_variance="drop"),
+                        learning_rate=1e-2, updates_per_rollout=2, log_completions_every_n_steps=0)
+    data = RolloutDataModule(Arithmetic(num_train=8), tokenizer=str(tiny_model_dir), prompts_per_step=2, group_size=4,
+                             max_new_tokens=4, rewards=[SignalOnce()])
+    trainer = Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, callbacks=[probe],
+                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+    trainer.fit(module, data)
+    assert data.batches_consumed == 4
+    assert trainer.global_step == 2  # the first rollout's two updates only
+    assert float(trainer.callback_metrics["train/empty_minibatches"]) == 2.0
+    for name, value in module.policy.state_dict().items():
+        assert torch.equal(value, probe.weights[name]), name

@@ -17,7 +17,8 @@ from build_verifier_corpus import load_corpus  # noqa: E402
 from lightning_grpo.prompts import gsm8k_gold, strip_calculator_annotations  # noqa: E402
 from lightning_grpo.rewards import extract_answer, verify  # noqa: E402
 from lightning_grpo.rewards.normalize import normalize_answer  # noqa: E402
-from lightning_grpo.rewards.verifier import VerifyPolicy, check  # noqa: E402
+from lightning_grpo.rewards.extraction import extract_candidates  # noqa: E402
+from lightning_grpo.rewards.verifier import Verdict, VerifyPolicy, check  # noqa: E402
 
 CASES = [
     # extraction
@@ -64,12 +65,99 @@ CASES = [
     ("\\boxed{10^{10^{10}}}", "10^{10^{10}}", True),
     ("\\boxed{10^{10^{10}}}", "10^{10^{10}}+1", False),
     ("\\boxed{(1000!)!}", "1", False),
+    # hedges in every extraction style are no answer (each was scored correct before)
+    ("The answer is $3$ or $4$.", "3", False),
+    ("**3** or **4**", "4", False),
+    ("So it is 3 or 4.", "4", False),
+    ("\\boxed{42 \\text{ (or 43)}}", "42", False),
+    ("The answer is 42 or more.", "42", False),
+    ("\\boxed{5\\text{ or fewer}}", "5", False),
+    # ... unless the options are one value, or exactly the gold's collection of values
+    ("\\boxed{15\\frac{39}{40}}, or \\boxed{\\frac{639}{40}}", "\\frac{639}{40}", True),
+    ("The answer is 1/2 or 0.5.", "\\frac12", True),
+    ("\\boxed{x = 3 \\text{ or } x = 4}", "3, 4", True),
+    ("\\boxed{x = 3 \\text{ or } x = 4}", "3", False),
+    ("The answer is 3 or 4.", "3, 4, 5", False),
+    # units stay units, qualifiers do not
+    ("\\boxed{10\\text{ inches}^2}", "10", True),
+    ("\\boxed{5 \\text{ square feet}}", "5", True),
+    # two numbers side by side are no product ("1 2" is not 2)
+    ("\\boxed{1 2}", "2", False),
+    ("\\boxed{10 0}", "0", False),
+    # an unreadable answer matches only the same spelling, not the same letters and digits
+    ("\\boxed{528}", "52_8", False),
+    ("\\boxed{52_{8}}", "52_8", True),
+    ("\\boxed{2\\#10}", "2^{10}", False),
+    ("\\boxed{1;2}", "12", False),
+    ("\\boxed{[a+5)(b+2]}", "(a+5)(b+2)", False),
+    ("\\boxed{>5}", "5", False),
+    ("\\boxed{,5}", "5", False),
+    ("\\boxed{\\text{}}", "", False),
+    # zero is exact zero (or a cancellation), not a small number
+    ("\\boxed{e^{-100}}", "0", False),
+    ("\\boxed{\\sqrt{2}+\\sqrt{3}-\\sqrt{5+2\\sqrt{6}}}", "0", True),
+    # more spellings
+    ("\\boxed{\\left[\\begin{matrix}1\\\\2\\end{matrix}\\right]}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", True),
+    ("\\boxed{\\left[\\begin{matrix}2\\\\1\\end{matrix}\\right]}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", False),
+    ("\\boxed{1{,}000}", "1000", True),
+    ("\\boxed{\\mathbb{R}}", "(-\\infty, \\infty)", True),
+    ("\\boxed{\\varnothing}", "\\emptyset", True),
+    ("\\boxed{\\cos 2\\theta}", "\\cos(2\\theta)", True),
+    ("\\boxed{\\cos 2\\theta}", "\\theta\\cos 2", False),
+    ("\\boxed{\\frac{(2n)!}{n!^2}}", "\\binom{2n}{n}", True),
+    ("\\boxed{\\binom{n}{2}}", "\\frac{n(n-1)}{2}", True),
+    ("\\boxed{\\binom{n}{2}}", "\\frac{n(n+1)}{2}", False),
+]
+
+# Inputs that used to run for minutes or hours (C-level bignum work, symbolic expansion, primality
+# tests): each must come back false, quickly, and without an internal error.
+SLOW_BEFORE = [
+    ("\\boxed{2^{x^{1000}}}", "x"),
+    ("\\boxed{x^{x^{x^{x^{x}}}}}", "x"),
+    ("\\boxed{e^{e^{e^{e^{x}}}}}", "x"),
+    ("\\boxed{((((x^{x})^{x})^{x})^{x})^{x}}", "x"),
+    ("\\boxed{\\binom{x}{2^{100}}}", "0"),
+    ("\\boxed{\\binom{\\pi}{999}}", "1"),
+    ("\\boxed{\\binom{0.5^{999}}{1000}}", "1"),
+    ("\\boxed{|\\ln(5000!)|}", "1"),
+    ("\\boxed{|-\\log_{(1000)!} \\sqrt[e]{0.5}|}", "1"),
+    ("\\boxed{\\lfloor e^{999} \\rfloor}", "0"),
+    ("\\boxed{\\lfloor x^{999} \\rfloor}", "x"),
+    ("\\boxed{|\\exp(\\frac{\\sqrt[3]{a}}{\\sqrt[x]{y^{2}}}^{999})|}", "0"),
+    ("\\boxed{\\cos(2^{199999})}", "0"),
+    ("\\boxed{(2^{100}\\pi)^{1000}}", "0"),
 ]
 
 
 @pytest.mark.parametrize(("completion", "gold", "expected"), CASES)
 def test_table(completion: str, gold: str, expected: bool) -> None:
     assert verify(completion, gold) is expected
+
+
+@pytest.mark.parametrize(("completion", "gold"), SLOW_BEFORE)
+def test_inputs_that_explode_are_refused_quickly(completion: str, gold: str) -> None:
+    start = time.perf_counter()
+    verdict = check(completion, gold)
+    assert time.perf_counter() - start < 2.0
+    assert verdict == Verdict(False, verdict.answer, None)
+    assert check(completion, completion[7:-1]).error is None  # the same text as gold: no error either
+
+
+def test_extract_candidates_returns_a_hedges_options() -> None:
+    assert extract_candidates("So \\boxed{3} or \\boxed{4}.") == ("3", "4")
+    assert extract_candidates("The answer is $3$ or $4$.") == ("$3$", "$4$")
+    assert extract_candidates("The answer is 7.") == ("7",)
+    assert extract_candidates("no answer here") == ()
+    assert extract_answer("The answer is $3$ or $4$.") is None
+
+
+def test_large_integers_skip_primality_tests_but_small_ones_do_not() -> None:
+    import sympy
+
+    assert sympy.Integer(2**127 - 1).is_prime is True
+    assert sympy.Integer(2**127 + 1).is_composite is True
+    assert sympy.Integer(2**5000 + 1).is_prime is None
+    assert sympy.Integer(2**5000 + 1).is_positive is True
 
 
 def test_extract_answer_prefers_text_after_think_and_ignores_after_end_of_turn() -> None:
@@ -114,6 +202,25 @@ def test_corpus_accuracy_and_false_positives() -> None:
     false_positives = [c["id"] for c in cases if not c["equivalent"] and c["id"] in wrong]
     assert 1 - len(wrong) / len(cases) >= 0.985, wrong
     assert len(false_positives) <= 0.003 * len(cases), false_positives
+
+
+def test_corpus_covers_every_category_the_issue_names() -> None:
+    cases = load_corpus()
+    by_category: dict[str, list[dict]] = {}
+    for case in cases:
+        by_category.setdefault(case["category"], []).append(case)
+    assert {"gsm8k", "math500", "symbolic", "unicode", "structure", "extraction", "adversarial", "near_miss"} <= set(by_category)
+    for category in ("gsm8k", "math500"):  # golds with right and wrong answers in several styles
+        labels = [c["equivalent"] for c in by_category[category]]
+        assert labels.count(True) >= 100 and labels.count(False) >= 100
+        assert sum("<think>" in c["completion"] for c in by_category[category]) >= 20
+        assert sum("<|im_end|>" in c["completion"] for c in by_category[category]) >= 20
+    adversarial = [c["completion"] for c in by_category["adversarial"]]
+    assert "" in adversarial
+    assert max(map(len, adversarial)) >= 1_000_000
+    assert any(text.count("\\frac{1}{") >= 1000 or text.count("(") >= 1000 for text in adversarial)
+    assert any("Ignore all previous instructions" in text for text in adversarial)
+    assert any(c.get("truncated") for c in cases)
 
 
 def test_every_adversarial_case_returns_quickly() -> None:

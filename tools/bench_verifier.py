@@ -66,7 +66,7 @@ def _report(name: str, cases: list[dict[str, Any]], outcomes: list[Outcome]) -> 
           f"p99 {1000 * p99:.2f} ms   max {1000 * latencies[-1]:.1f} ms")
     print("by category: " + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in per_category.items()))
     print(f"wrong ({len(missed)}): {' '.join(missed[:40])}{' …' if len(missed) > 40 else ''}")
-    return {"fp": fp, "accuracy": correct / n}
+    return {"fp": fp, "accuracy": correct / n, "timeouts": timeouts, "p99": p99, "n": n}
 
 
 def _run(function: Any, cases: list[dict[str, Any]], limit_s: float, workers: int) -> list[Outcome]:
@@ -79,7 +79,7 @@ def _run(function: Any, cases: list[dict[str, Any]], limit_s: float, workers: in
         pool.close()
 
 
-def _batch_timing(cases: list[dict[str, Any]]) -> None:
+def _batch_timing(cases: list[dict[str, Any]]) -> float:
     typical = [c for c in cases if c["category"] in ("gsm8k", "math500")][:1024]
     n = len(typical)
     batch = RewardBatch(
@@ -103,6 +103,23 @@ def _batch_timing(cases: list[dict[str, Any]]) -> None:
         reward.close()
     print(f"\n== MathReward batch: {n} completions on 2 workers in {elapsed:.3f} s "
           f"(pool start {startup:.2f} s, not included); {sum(values):.0f} scored correct; {reward.counters()}")
+    return elapsed
+
+
+def _targets(ours: dict[str, float], theirs: dict[str, float] | None, batch_s: float) -> None:
+    """The issue's targets, each with its measured value."""
+    checks = [
+        (f"accuracy {ours['accuracy']:.4f} >= 0.985", ours["accuracy"] >= 0.985),
+        (f"false positives {ours['fp']:.0f} <= 0.3% of {ours['n']:.0f}", ours["fp"] <= 0.003 * ours["n"]),
+        (f"timeouts {ours['timeouts']:.0f} == 0", ours["timeouts"] == 0),
+        (f"p99 latency {1000 * ours['p99']:.1f} ms <= 200 ms", ours["p99"] <= 0.2),
+        (f"1,024-completion batch {batch_s:.3f} s < 2 s", batch_s < 2.0),
+    ]
+    if theirs is not None:
+        checks.append((f"false positives {ours['fp']:.0f} < Math-Verify's {theirs['fp']:.0f}", ours["fp"] < theirs["fp"]))
+    print("\n== targets")
+    for text, met in checks:
+        print(f"{'met   ' if met else 'MISSED'} {text}")
 
 
 def main() -> None:
@@ -113,6 +130,7 @@ def main() -> None:
     cases = load_corpus()
     print(f"corpus: {len(cases)} cases, per-case limit {args.limit_s} s, {args.workers} workers")
     ours = _report("lightning_grpo verifier", cases, _run(check_task, cases, args.limit_s, args.workers))
+    theirs = None
     try:
         import math_verify  # noqa: F401
     except ImportError:
@@ -120,7 +138,7 @@ def main() -> None:
     else:
         theirs = _report("Math-Verify", cases, _run(math_verify_task, cases, args.limit_s, args.workers))
         print(f"\nfalse positives: ours {ours['fp']:.0f} vs Math-Verify {theirs['fp']:.0f}")
-    _batch_timing(cases)
+    _targets(ours, theirs, _batch_timing(cases))
 
 
 if __name__ == "__main__":

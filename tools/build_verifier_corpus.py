@@ -15,6 +15,11 @@ Deterministic (no randomness beyond a fixed seed) from the reference data in ``.
 - ``adversarial``: empty, answerless, truncated, power towers, deep nesting, malformed LaTeX,
   prompt injection, and megabyte-long texts stored as a compact ``generator`` spec that
   :func:`materialize` expands at run time.
+- ``near_miss``: hedges in each completion style ("$3$ or $4$", "**3** or **4**", "42 or more"),
+  answers that differ from the gold only in characters a loose comparison drops (``528`` against
+  ``52_8``), small numbers that are not zero; and their counterparts that are right (a hedge whose
+  options are one value, "x = 3 or x = 4" for the solutions ``3, 4``, the same spelling). Appended
+  last, so that every earlier case keeps its id.
 
 Run from the repository root: ``python tools/build_verifier_corpus.py``.
 """
@@ -283,6 +288,20 @@ _ADVERSARIAL: list[tuple[str | dict[str, Any], str, bool]] = [
     ({"kind": "repeat", "unit": "\u200b", "count": 1000, "prefix": "\\boxed{4", "suffix": "2}"}, "42", True),
 ]
 
+_NEAR_MISS = [
+    ("The answer is $3$ or $4$.", "3", False), ("**12** or **13**", "13", False), ("So the total is 40 or 41.", "41", False),
+    ("\\boxed{42 \\text{ (or 43)}}", "42", False), ("The answer is 42 or more.", "42", False),
+    ("The answer is at least 5.", "5", False), ("\\boxed{5\\text{ or fewer}}", "5", False), ("\\boxed{1 2}", "2", False),
+    ("\\boxed{10 0}", "0", False), ("\\boxed{528}", "52_8", False), ("\\boxed{1;2}", "12", False), ("\\boxed{>5}", "5", False),
+    ("\\boxed{e^{-100}}", "0", False), ("\\boxed{[a+5)(b+2]}", "(a+5)(b+2)", False), ("The answer is 3 or 4.", "3, 4, 5", False),
+    ("\\boxed{15\\frac{39}{40}}, or \\boxed{\\frac{639}{40}}", "\\frac{639}{40}", True),
+    ("The answer is $\\frac12$ or $0.5$.", "0.5", True), ("The answer is 3 or 4.", "3, 4", True),
+    ("So the solutions are \\boxed{x = 3 \\text{ or } x = 4}.", "3, 4", True), ("\\boxed{52_{8}}", "52_8", True),
+    ("\\boxed{1{,}000}", "1000", True), ("\\boxed{\\sqrt{2}+\\sqrt{3}-\\sqrt{5+2\\sqrt{6}}}", "0", True),
+    ("\\boxed{\\frac{(2n)!}{(n!)^2}}", "\\binom{2n}{n}", True), ("\\boxed{\\cos 2\\theta}", "\\cos(2\\theta)", True),
+    ("\\boxed{\\left[\\begin{matrix}1\\\\2\\end{matrix}\\right]}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", True),
+]
+
 
 def _case(category: str, completion: str, gold: str, equivalent: bool, truncated: bool = False) -> dict[str, Any]:
     case: dict[str, Any] = {"category": category, "completion": completion, "gold": gold, "equivalent": equivalent}
@@ -304,6 +323,7 @@ def build() -> list[dict[str, Any]]:
             cases.append(case)
         else:
             cases.append(_case("adversarial", completion, gold, equivalent))
+    cases += [_case("near_miss", c, g, e) for c, g, e in _NEAR_MISS]
     for index, case in enumerate(cases):
         case["id"] = f"{case['category']}-{index:04d}"
     return cases

@@ -13,7 +13,9 @@ Rules, in order of precedence (see :func:`extract_answer`):
    just the number, or a concluding sentence "So/Thus/Therefore … 42." ending with a period) and
    the completion was not truncated.
 
-A hedge between different answers ("3 or 4", ``\\boxed{3}`` or ``\\boxed{4}``) is no answer.
+A hedge between different answers ("3 or 4", ``$3$ or $4$``, ``\\boxed{3}`` or ``\\boxed{4}``,
+``**3** or **4**``) is no answer. :func:`extract_candidates` returns a hedge's options instead, so
+that the verifier can accept one whose options are all the same value ("\\frac12 or 0.5").
 Every search is linear in the text (bounded look-back), so megabyte-long completions are cheap.
 """
 
@@ -42,21 +44,40 @@ _CONCLUSION = re.compile(
     re.I,
 )
 _HEDGE = re.compile(r"\s+(?:or|and/or)\s+")
+_TEXT_OR = re.compile(r"\\(?:text|mbox|textrm)\s*\{\s*(or|and/or)\s*\}")
+_OR_NEXT = re.compile(r"\s*,?\s*(?:or|and/or)\s+(\$[^$]{1,200}\$|[^\s.,;$]{1,200})")
+_OR_BETWEEN = re.compile(r"^\s*,?\s*(?:or|and/or)\s*$")
 
 
 class _Hedged(Exception):
-    """The answer found hedges between different values: the completion has no answer."""
+    """The answer found hedges between values (``options``, as written); it is no single answer."""
+
+    def __init__(self, options: list[str]) -> None:
+        super().__init__(" or ".join(options))
+        self.options = tuple(options)
 
 
 def extract_answer(completion: str, *, truncated: bool = False) -> str | None:
     """The final answer in ``completion`` as written (un-normalised), or None when there is none.
 
     ``truncated`` (no end-of-sequence token within the budget) disables the bare-number fallback.
+    A hedge between different spellings ("3 or 4", "\\frac12 or 0.5") is None.
     """
     try:
         return _extract(completion, truncated)
     except _Hedged:
         return None
+
+
+def extract_candidates(completion: str, *, truncated: bool = False) -> tuple[str, ...]:
+    """``()`` when ``completion`` has no answer, ``(answer,)`` when it has one, and the options
+    (as written) when its final answer hedges between several: the caller decides whether they are
+    all the same value."""
+    try:
+        answer = _extract(completion, truncated)
+    except _Hedged as hedge:
+        return hedge.options
+    return () if answer is None else (answer,)
 
 
 def _extract(completion: str, truncated: bool) -> str | None:
@@ -89,10 +110,20 @@ def _accept(candidate: str) -> str | None:
     candidate = re.sub(r"[\s.;,:]+$", "", candidate)
     if not candidate or len(candidate) > MAX_ANSWER_CHARS:
         return None
-    parts = [p.strip(" $.") for p in _HEDGE.split(candidate)]
-    if len(parts) > 1 and all(re.search(r"\d", p) for p in parts) and len(set(parts)) > 1:
-        raise _Hedged(candidate)
+    parts = [p.strip(" $.,;") for p in _HEDGE.split(_TEXT_OR.sub(r" \1 ", candidate))]
+    if len(parts) > 1 and all(re.search(r"[\d\\]", p) for p in parts) and len(set(parts)) > 1:
+        raise _Hedged(parts)
     return candidate
+
+
+def _either(first: str, second: str) -> str | None:
+    """``first`` hedged with ``second`` ("$3$ or $4$"): the answer when both are spelled the same."""
+    options = [_accept(first), _accept(second)]
+    if None in options:
+        return None
+    if options[0] != options[1]:
+        raise _Hedged([o for o in options if o is not None])
+    return options[0]
 
 
 def _braced(text: str, start: int) -> tuple[str, int] | None:
@@ -145,7 +176,7 @@ def _boxed(text: str) -> str | None:
         prev_start, prev_end, prev_content = boxes[1]
         between = text[prev_end:start]
         if len(between) <= 40 and re.search(r"\bor\b", between) and prev_content.strip() != content.strip():
-            raise _Hedged(between)
+            raise _Hedged([prev_content.strip(), content.strip()])
     return _accept(content)
 
 
@@ -158,6 +189,9 @@ def _last_phrase(text: str) -> str | None:
     rest = _HOPE.sub("", text[max(ends) :]).lstrip()
     inline = _INLINE_MATH.match(rest)
     if inline is not None:
+        alternative = _OR_NEXT.match(rest, inline.end())
+        if alternative is not None:
+            return _either(inline.group(0), alternative.group(1))
         return _accept(inline.group(0))
     end = _SENTENCE_END.search(rest)
     return _accept(rest[: end.start()] if end is not None else rest)
@@ -167,8 +201,12 @@ def _bold_last_line(text: str) -> str | None:
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return None
-    bolds = _BOLD.findall(lines[-1])
-    return _accept(bolds[-1]) if bolds else None
+    bolds = list(_BOLD.finditer(lines[-1]))
+    if not bolds:
+        return None
+    if len(bolds) > 1 and _OR_BETWEEN.match(lines[-1][bolds[-2].end() : bolds[-1].start()]):
+        return _either(bolds[-2].group(1), bolds[-1].group(1))
+    return _accept(bolds[-1].group(1))
 
 
 def _bare_number(text: str) -> str | None:
@@ -178,5 +216,11 @@ def _bare_number(text: str) -> str | None:
     bare = _BARE_LAST_LINE.match(lines[-1])
     if bare is not None:
         return _accept(bare.group(1))
-    conclusion = _CONCLUSION.search(lines[-1][-400:])
-    return _accept(conclusion.group(1)) if conclusion is not None else None
+    line = lines[-1][-400:]
+    conclusion = _CONCLUSION.search(line)
+    if conclusion is None:
+        return None
+    hedge = re.search(r"(" + _NUMBER + r")\s*,?\s*(?:or|and/or)\s+\\?\$?\s*$", line[: conclusion.start(1)])
+    if hedge is not None:
+        return _either(hedge.group(1), conclusion.group(1))
+    return _accept(conclusion.group(1))

@@ -3,7 +3,9 @@
 Everything here is string to string and never evaluates anything. ``normalize_answer`` turns an
 extracted answer (``"$1,234$."``, ``"\\dfrac{1}{2}\\text{ cm}"``, ``"x = 5"``) into the canonical
 spelling the parser in :mod:`lightning_grpo.rewards.verifier` reads, and reports whether the answer
-carried a percent sign (the percent policy is applied by the caller).
+carried a percent sign (the percent policy is applied by the caller). Trailing words are dropped as
+units ("5 \\text{ cm}^2", "7 apples") only when they hold no digit and no qualifier: "42 or more",
+"5 \\text{ or fewer}" and "42 \\text{ (or 43)}" keep their words, so they never equal 42 or 5.
 """
 
 from __future__ import annotations
@@ -62,6 +64,19 @@ _TRAILING_UNITS = re.compile(
 )
 _UNIT_TEXT = re.compile(r"^(.*?\S)\s*\\(?:text|mbox|textrm)\{[^{}]*\}(?:\^\{?[23]\}?)?$")
 _LONE_TEXT = re.compile(r"^\\text\{([^{}]*)\}$")
+# Words that make trailing text a qualifier or a second answer, not a unit: "42 or more" is no 42.
+_NOT_UNITS = re.compile(
+    r"\b(?:or|and|nor|not|no|than|more|less|fewer|least|most|over|under|above|below|about|around|approx\w*|"
+    r"roughly|nearly|almost|maybe|perhaps|possibly|probably|either|neither|except|if|unless|otherwise|plus|minus|"
+    r"wrong|incorrect|false|true|impossible|undefined|none)\b",
+    re.I,
+)
+
+
+def _is_unit(text: str) -> bool:
+    """Whether trailing ``text`` can be dropped as a unit ("cm", "square feet", "dollars", "in^2")."""
+    text = re.sub(r"\^\{?[23]\}?", "", text)
+    return not re.search(r"\d", text) and _NOT_UNITS.search(text) is None
 
 
 def _unwrap_fonts(text: str) -> str:
@@ -92,6 +107,8 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
     text = text.replace("\\leq", "\\le").replace("\\geq", "\\ge").replace("\\neq", "\\ne")
     text = text.replace("\\lt", "<").replace("\\gt", ">").replace("\\dots", "").replace("\\ldots", "")
     text = re.sub(r"(?<=\d),\\!\s*(?=\d{3})", ",", text).replace("\\!", "")
+    text = re.sub(r"(?<=\d)\{,\}(?=\d{3})", ",", text)  # 1{,}000
+    text = text.replace("\\varnothing", "\\emptyset").replace("\\mathbb{R}", "(-\\infty, \\infty)")
     text = _LEFT_RIGHT.sub(lambda m: "" if m.group(1) == "." else m.group(1), text)
     text = _SPACING.sub(" ", text)
     text = _unwrap_fonts(text)
@@ -104,10 +121,12 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
     if lone is not None:
         return NormalizedAnswer(lone.group(1).strip(), percent)
     for _ in range(2):
-        text = _UNIT_TEXT.sub(r"\1", text)
+        unit = _UNIT_TEXT.match(text)
+        if unit is not None and _is_unit(text[len(unit.group(1)) :]):
+            text = unit.group(1)
     text = _TEXT.sub(r"\1", text).strip()
     units = _TRAILING_UNITS.match(text)
-    if units is not None and re.search(r"\d", units.group(1)):
+    if units is not None and re.search(r"\d", units.group(1)) and _is_unit(text[len(units.group(1)) :]):
         text = units.group(1)
     text = re.sub(r"(?<=\d)\s*\\(?:,|thinspace)\s*(?=\d{3})", "", text)
     thousands = _THOUSANDS.match(text.strip())

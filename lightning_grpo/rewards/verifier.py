@@ -1,10 +1,12 @@
 """Math answer verification: ``verify(completion, gold) -> bool``.
 
-Pipeline: :func:`~lightning_grpo.rewards.extraction.extract_answer` finds the final answer;
+Pipeline: :func:`~lightning_grpo.rewards.extraction.extract_candidates` finds the final answer;
 :func:`~lightning_grpo.rewards.normalize.normalize_answer` canonicalises both it and the gold; equal
 strings are equal (so ``10^{10^{10}}`` equals itself without evaluation); otherwise both are read by
 a small recursive-descent LaTeX parser that builds sympy objects directly. Nothing is ever passed
-to ``eval``/``sympify``/``parse_expr``.
+to ``eval``/``sympify``/``parse_expr``. A hedge ("3 or 4") is an answer only when its options are
+all the same value ("\\frac12 or 0.5"), or when the gold is exactly the collection of its options
+("x = 3 or x = 4" for the solutions ``3, 4``).
 
 Structures: ordered tuples and intervals (brackets must agree), unordered sets and bare comma lists,
 ``\\pm`` (a two-element set), unions of intervals, inequalities (read as intervals), equations
@@ -13,12 +15,19 @@ other), column vectors and matrices, and text answers (compared as lower-case al
 
 Equality of values: two rationals compare exactly (``0.75 = \\frac34``, ``1/2004! ≠ 1/2006!``);
 other constants compare numerically at 40 significant digits with a 1e-25 relative tolerance
-(surds, π, e, logs, trig); expressions with free symbols compare at three rational points.
+(surds, π, e, logs, trig), and a constant is zero only when evalf finds it so (a cancellation), not
+when it is merely small (``e^{-100} ≠ 0``); expressions with free symbols compare at three rational
+points, substituted through the same guards as the parser's.
 
 Guards, applied before sympy evaluates anything: at most 2,000 characters and 400 tokens, brackets
 nested at most 40 deep, integer results of at most 200,000 bits (power towers refused), factorials
-of at most 5,000, symbolic exponents of at most 1,000. A refused or unreadable answer is compared as
-text only. ``check`` never raises; unexpected internal failures come back in ``Verdict.error``.
+of at most 5,000, symbolic exponents of at most 1,000, binomials multiplied out only when small,
+trigonometric arguments of at most 2^200,000. Two numbers side by side (``1 2``) are no product. A
+refused or unreadable answer is compared by its spelling only (up to spaces, ``\\text{}`` and
+one-character braces: ``52_{8}`` = ``52_8``, but ``528`` ≠ ``52_8``). ``check`` never raises;
+unexpected internal failures come back in ``Verdict.error``.
+
+Importing this module bounds sympy's primality tests process-wide (see :func:`_bound_prime_tests`).
 """
 
 from __future__ import annotations
@@ -28,9 +37,11 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+import mpmath
 import sympy
+from sympy.core.evalf import PrecisionExhausted
 
-from lightning_grpo.rewards.extraction import MAX_ANSWER_CHARS, extract_answer
+from lightning_grpo.rewards.extraction import MAX_ANSWER_CHARS, extract_answer, extract_candidates
 from lightning_grpo.rewards.normalize import normalize_answer
 
 MAX_TOKENS = 400
@@ -41,6 +52,34 @@ MAX_SYMBOLIC_EXPONENT = 1_000
 _PRECISION = 40
 _REL_TOL = sympy.Float("1e-25", _PRECISION)
 _ZERO_TOL = sympy.Float("1e-30", _PRECISION)
+_ZERO_PREC_BITS = 64  # evalf returns a cancelled zero with (almost) no bits of precision
+PRIME_TEST_BITS = 2048
+
+
+def _bound_prime_tests() -> None:
+    """Make ``Integer.is_prime`` and ``is_composite`` answer "unknown" (None) beyond
+    ``PRIME_TEST_BITS`` bits.
+
+    sympy's assumption system settles some facts by first asking related ones in a random order, so
+    deciding the sign of ``\\log(1000!)`` can run a primality test on ``1000! - 1``; its pure-Python
+    BPSW test takes seconds on a 10,000-bit integer and hours on a ``MAX_BITS`` one, all of it
+    uninterruptible bignum work. None is always a valid answer to an assumption query, so this only
+    leaves such facts undecided. Installed once, process-wide, when this module is imported.
+    """
+    handlers = sympy.Integer._prop_handler
+    for fact in ("prime", "composite"):
+        original = handlers.get(fact)
+        if original is None or getattr(original, "bounded", False):
+            continue
+
+        def bounded(self: sympy.Integer, original=original) -> bool | None:  # noqa: B008
+            return None if abs(self.p).bit_length() > PRIME_TEST_BITS else original(self)
+
+        bounded.bounded = True  # type: ignore[attr-defined]
+        handlers[fact] = bounded
+
+
+_bound_prime_tests()
 
 
 @dataclass(frozen=True)
@@ -162,10 +201,31 @@ def _tokenize(text: str) -> list[str]:
 
 
 def _checked(value: sympy.Expr) -> sympy.Expr:
-    """Refuse rationals too large to be an answer (bounded memory for everything built later)."""
-    if value.is_Rational and max(abs(value.p).bit_length(), abs(value.q).bit_length()) > MAX_BITS:
-        raise Unreadable("number too large")
+    """Refuse rationals too large to be an answer (bounded memory for everything built later),
+    whether the value itself or a rational term or factor of it (sympy folds ``(2^{m}\\pi)^{n}``
+    into ``2^{mn}\\pi^{n}`` by itself)."""
+    parts = value.args if value.is_Add or value.is_Mul else (value,)
+    for part in parts:
+        if part.is_Rational and max(abs(part.p).bit_length(), abs(part.q).bit_length()) > MAX_BITS:
+            raise Unreadable("number too large")
     return value
+
+
+def _magnitude(value: sympy.Expr) -> mpmath.mpf | None:
+    """``|value|`` to 15 digits as an mpmath number (so beyond the float range), or None when it is
+    not a finite number. Evaluates first and takes the modulus of the result: ``sympy.Abs`` of a
+    complex expression can spend seconds simplifying it."""
+    try:
+        number = value.evalf(15)
+    except PrecisionExhausted:
+        return None
+    if not number.is_number:
+        return None
+    parts = number.as_real_imag()
+    if not all(part.is_Float or part.is_zero for part in parts):
+        return None
+    modulus = mpmath.hypot(*(mpmath.mpf(part._mpf_) if part.is_Float else mpmath.mpf(0) for part in parts))
+    return modulus if mpmath.isfinite(modulus) else None
 
 
 def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
@@ -184,8 +244,8 @@ def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
         if base.is_Rational and max(abs(base.p).bit_length(), base.q.bit_length()) > 256:
             raise Unreadable("root of a large number")
     elif exponent.is_number and base.is_number:
-        magnitude = sympy.Abs(exponent).evalf(15)
-        if not magnitude.is_finite or magnitude > MAX_SYMBOLIC_EXPONENT:
+        magnitude = _magnitude(exponent)
+        if magnitude is None or magnitude > MAX_SYMBOLIC_EXPONENT:
             raise Unreadable("exponent too large")
     return _checked(sympy.Pow(base, exponent))
 
@@ -198,6 +258,60 @@ def _factorial(value: sympy.Expr) -> sympy.Expr:
     if value.is_number:
         raise Unreadable("factorial of a non-integer")
     return sympy.factorial(value)
+
+
+def _binomial(top: sympy.Expr, bottom: sympy.Expr) -> sympy.Expr:
+    """``\\binom{n}{k}``: numbers at most ``MAX_FACTORIAL`` in size, and an integer ``k`` at most
+    ``MAX_SYMBOLIC_EXPONENT`` unless ``n`` is an integer too (``\\binom{x}{k}`` is a polynomial of
+    degree ``k``, and sympy multiplies it out at a point)."""
+    for value in (top, bottom):
+        if value.is_number and not _small(value, MAX_FACTORIAL):
+            raise Unreadable("binomial out of range")
+    if bottom.is_Integer and not top.is_Integer and abs(bottom) > MAX_SYMBOLIC_EXPONENT:
+        raise Unreadable("binomial out of range")
+    if bottom.is_Integer and top.is_Rational and not top.is_Integer:  # a product of |k| fractions
+        if abs(bottom) * max(abs(top.p).bit_length(), top.q.bit_length()) > MAX_BITS:
+            raise Unreadable("binomial too large")
+    if any(value.is_number and not value.is_Rational for value in (top, bottom)):
+        # sympy multiplies \\binom{\\pi}{999} out symbolically (minutes); evalf takes it through Γ
+        return sympy.binomial(top, bottom, evaluate=False)
+    return sympy.binomial(top, bottom)
+
+
+def _small(value: sympy.Expr, bound: int) -> bool:
+    """Whether the number ``value`` is at most ``bound`` in absolute value."""
+    if value.is_Rational:
+        return bool(abs(value) <= bound)
+    magnitude = _magnitude(value)
+    return magnitude is not None and magnitude <= bound
+
+
+def _rounded(function: type, value: sympy.Expr) -> sympy.Expr:
+    """``\\lfloor x \\rfloor`` / ``\\lceil x \\rceil``; a value sympy cannot round is refused, and
+    so is an irrational one beyond 2^256 (rounding it takes more bits than evalf allows, found only
+    after trying)."""
+    if value.is_number and not value.is_Rational:
+        magnitude = _magnitude(value)
+        if magnitude is None or magnitude > mpmath.ldexp(1, 256):
+            raise Unreadable("cannot round this value")
+    try:
+        return function(value)
+    except PrecisionExhausted:
+        raise Unreadable("cannot round this value") from None
+
+
+_TRIG = (sympy.sin, sympy.cos, sympy.tan, sympy.cot, sympy.sec, sympy.csc, sympy.sinh, sympy.cosh, sympy.tanh)
+MAX_TRIG_ARGUMENT_BITS = 200_000
+
+
+def _trig(function: type, value: sympy.Expr) -> sympy.Expr:
+    """A trigonometric function; a numeric argument beyond ``2^MAX_TRIG_ARGUMENT_BITS`` is refused
+    (reducing it modulo π would need that many bits of precision)."""
+    if value.is_number and not value.is_Rational:
+        magnitude = _magnitude(value)
+        if magnitude is None or magnitude > mpmath.ldexp(1, MAX_TRIG_ARGUMENT_BITS):
+            raise Unreadable("trigonometric argument too large")
+    return function(value)
 
 
 class _Parser:
@@ -248,7 +362,12 @@ class _Parser:
                 value = _checked(value / divisor)
             elif self.starts_atom(token):
                 mixed = self.mixed_fraction(value)
-                value = _checked(value + mixed if mixed is not None else value * self.power())
+                if mixed is not None:
+                    value = _checked(value + mixed)
+                elif token[0].isdigit() or token[0] == ".":  # "1 2" is no product (LaTeX prints 12)
+                    raise Unreadable("a number right after a factor")
+                else:
+                    value = _checked(value * self.power())
             else:
                 return value
 
@@ -336,7 +455,9 @@ class _Parser:
             value = self.expr()
             self.abs_depth -= 1
             self.take("|")
-            return sympy.Abs(value)
+            # sympy's Abs of a symbolic or complex expression can spend seconds expanding it (the
+            # real and imaginary parts of (...)^{999}); it is taken numerically, at each point
+            return sympy.Abs(value) if value.is_Rational else sympy.Abs(value, evaluate=False)
         if token.isalpha():
             self.take()
             if self.peek() == "_":
@@ -361,13 +482,11 @@ class _Parser:
             return _power(radicand, 1 / index)
         if token == "\\binom":
             top, bottom = self.argument(), self.argument()
-            if top.is_Integer and (abs(top) > MAX_FACTORIAL or abs(bottom) > MAX_FACTORIAL):
-                raise Unreadable("binomial too large")
-            return sympy.binomial(top, bottom)
+            return _binomial(top, bottom)
         if token in ("\\lfloor", "\\lceil"):
             value = self.expr()
             self.take("\\rfloor" if token == "\\lfloor" else "\\rceil")
-            return sympy.floor(value) if token == "\\lfloor" else sympy.ceiling(value)
+            return _rounded(sympy.floor if token == "\\lfloor" else sympy.ceiling, value)
         if token == "\\pi":
             return sympy.pi
         if token == "\\infty":
@@ -377,6 +496,11 @@ class _Parser:
         if token[1:] in _FUNCTIONS:
             return self.function(token[1:])
         raise Unreadable(f"unknown command {token!r}")
+
+    def letter_follows(self) -> bool:
+        """Whether the next token is a variable, a Greek letter or π (part of ``\\sin 2\\theta``'s argument)."""
+        token = self.peek()
+        return token is not None and (token.isalpha() or token[1:] in _GREEK or token == "\\pi")
 
     def function(self, name: str) -> sympy.Expr:
         power: sympy.Expr | None = None
@@ -391,11 +515,18 @@ class _Parser:
             base = self.argument()
         if self.peek() in ("(", "{"):
             argument = self.group(self.peek(), ")" if self.peek() == "(" else "}")
-        else:
+        else:  # \\sin 2x, \\cos 2\\theta, \\sin \\pi x: the argument runs over the letters that follow
             argument = self.power()
-            while self.peek() is not None and (self.peek()[0].isdigit() or self.peek().isalpha()):
-                argument = argument * self.power()
-        value = sympy.log(argument, base) if base is not None else _FUNCTIONS[name](argument)
+            while self.letter_follows():
+                argument = _checked(argument * self.power())
+        if base is not None:
+            value = sympy.log(argument, base)
+        elif name == "exp":
+            value = _power(sympy.E, argument)
+        elif _FUNCTIONS[name] in _TRIG:
+            value = _trig(_FUNCTIONS[name], argument)
+        else:
+            value = _FUNCTIONS[name](argument)
         return _power(value, power) if power is not None else value
 
 
@@ -410,7 +541,11 @@ def parse_expression(text: str) -> sympy.Expr:
 
 _RELATION = re.compile(r"\\le\b|\\ge\b|<=|>=|[<>]")
 _LONE_SYMBOL = re.compile(r"^\s*(?:[a-zA-Z](?:_\{?\w+\}?)?|\\[a-zA-Z]+|[a-zA-Z]\([a-zA-Z]\))\s*$")
-_MATRIX = re.compile(r"^\\begin\{[pbvBV]?matrix\}(.*)\\end\{[pbvBV]?matrix\}$", re.S)
+_MATRIX = re.compile(
+    r"^(?:\\begin\{[pbvBV]?matrix\}(.*)\\end\{[pbvBV]?matrix\}"
+    r"|\(\s*\\begin\{matrix\}(.*)\\end\{matrix\}\s*\)|\[\s*\\begin\{matrix\}(.*)\\end\{matrix\}\s*\])$",
+    re.S,
+)
 
 
 def _split_top(text: str, separator: str) -> list[str]:
@@ -470,7 +605,8 @@ def parse_value(text: str, strip_variable: bool = True) -> object:
         return _Bag(tuple(_flatten(parse_value(item) for item in _split_top(text[2:-2], ","))))
     matrix = _MATRIX.match(text)
     if matrix is not None:
-        rows = [row for row in _split_top(matrix.group(1), "\\\\") if row.strip()]
+        body = next(group for group in matrix.groups() if group is not None)
+        rows = [row for row in _split_top(body, "\\\\") if row.strip()]
         return _Matrix(tuple(tuple(parse_expression(cell) for cell in _split_top(row, "&")) for row in rows))
     for opening, closing in (("(", ")"), ("(", "]"), ("[", ")"), ("[", "]")):
         if _enclosed(text, opening, closing):
@@ -545,11 +681,70 @@ _POINTS = (
 
 
 def _numeric(value: sympy.Expr) -> sympy.Expr | None:
-    """``value`` to 40 digits, or None when it is not a finite number."""
-    number = value.evalf(_PRECISION)
+    """``value`` to 40 digits, or None when it is not a finite number (or sympy cannot tell which:
+    ``\\lfloor e^{999} \\rfloor`` needs more precision than evalf allows)."""
+    try:
+        number = value.evalf(_PRECISION)
+    except PrecisionExhausted:
+        return None
     if not number.is_number or number.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
         return None
     return number
+
+
+def _substitute(value: sympy.Expr, point: dict[sympy.Symbol, sympy.Rational]) -> sympy.Expr:
+    """``value`` with ``point`` substituted, rebuilt bottom-up through the parser's guards, so that a
+    value that only explodes at a point (``2^{x^{1000}}``, ``x^{x^{x^{x^{x}}}}``, ``\\binom{x}{2^{100}}``)
+    raises :class:`Unreadable` instead of being computed."""
+    if value.is_Symbol:
+        return point.get(value, value)
+    if not value.args or not value.free_symbols:
+        return value
+    args = [_substitute(arg, point) for arg in value.args]
+    if value.is_Pow:
+        return _power(args[0], args[1])
+    if isinstance(value, sympy.exp):
+        return _power(sympy.E, args[0])
+    if isinstance(value, sympy.factorial):  # at a point, x! may be Γ(x+1) of a non-integer
+        if args[0].is_Integer or not _small(args[0], MAX_FACTORIAL):
+            return _checked(_factorial(args[0]))
+        return sympy.factorial(args[0])
+    if isinstance(value, sympy.binomial):
+        return _binomial(args[0], args[1])
+    if isinstance(value, (sympy.floor, sympy.ceiling)):
+        return _rounded(value.func, args[0])
+    if isinstance(value, _TRIG):
+        return _trig(value.func, args[0])
+    if isinstance(value, sympy.Abs):
+        if args[0].is_Rational:
+            return abs(args[0])
+        number = _numeric(args[0])
+        if number is None:
+            raise Unreadable("no value")
+        return abs(number)
+    return _checked(value.func(*args))
+
+
+def _at(value: sympy.Expr, point: dict[sympy.Symbol, sympy.Rational]) -> sympy.Expr | None:
+    """The number ``value`` takes at ``point`` (40 digits), or None where it is not finite or too large."""
+    try:
+        return _numeric(_substitute(value, point))
+    except (Unreadable, PrecisionExhausted, RecursionError):
+        return None
+    except (TypeError, ValueError, ArithmeticError, NotImplementedError):
+        return None  # sympy's own evaluation fails on some values ("Invalid comparison of non-real")
+
+
+def _negligible(number: sympy.Expr) -> bool:
+    """Whether a 40-digit value is zero: exactly, or a cancellation that sympy's evalf reports as a
+    tiny number without significant bits (``\\sqrt2+\\sqrt3-\\sqrt{5+2\\sqrt6}``). A genuinely small
+    number (``e^{-100}``) keeps its full precision and is not zero."""
+    for part in number.as_real_imag():
+        if part == 0:
+            continue
+        if not isinstance(part, sympy.Float) or part._prec >= _ZERO_PREC_BITS or abs(part) >= _ZERO_TOL:
+            return False
+    return True
 
 
 def _constants_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
@@ -560,11 +755,9 @@ def _constants_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
     x, y = _numeric(a), _numeric(b)
     if x is None or y is None:
         return False
+    if _negligible(x) or _negligible(y):
+        return _negligible(x) and _negligible(y)
     difference, scale = abs(x - y), max(abs(x), abs(y))
-    if scale == 0:
-        return True
-    if x == 0 or y == 0:
-        return bool(scale < _ZERO_TOL)
     return bool(difference <= _REL_TOL * scale)
 
 
@@ -578,7 +771,7 @@ def _expressions_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
     agreed = 0
     for point in _POINTS:
         values = {s: point[i % len(point)] + i // len(point) for i, s in enumerate(ordered)}
-        x, y = _numeric(a.xreplace(values)), _numeric(b.xreplace(values))
+        x, y = _at(a, values), _at(b, values)
         if x is None or y is None:
             continue
         if not _constants_equal(x, y):
@@ -595,8 +788,8 @@ def _equations_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
     ratios = []
     for point in _POINTS:
         values = {s: point[i % len(point)] + i // len(point) for i, s in enumerate(ordered)}
-        x, y = _numeric(a.xreplace(values)), _numeric(b.xreplace(values))
-        if x is None or y is None or x == 0 or y == 0:
+        x, y = _at(a, values), _at(b, values)
+        if x is None or y is None or _negligible(x) or _negligible(y):
             continue
         ratios.append(y / x)
     return len(ratios) >= 2 and all(_constants_equal(r, ratios[0]) for r in ratios[1:])
@@ -645,7 +838,17 @@ def _bags_equal(answer: list[object], gold: list[object]) -> bool:
 
 
 def _text_key(text: str) -> str:
+    """Words compared as lower-case letters and digits (``\\text{Evelyn}`` = ``evelyn``)."""
     return re.sub(r"\\text|\\mathrm|[^a-z0-9.+\-]", "", text.lower())
+
+
+def _spelling_key(text: str) -> str:
+    """An answer the parser cannot read, up to spacing, text wrappers and one-character braces
+    (``52_{8}`` = ``52_8``). Every other character counts: ``528`` is not ``52_8``, ``1;2`` is not
+    ``12``, ``[a+5)(b+2]`` is not ``(a+5)(b+2)``."""
+    text = re.sub(r"\\(?:text|mathrm|mbox|textrm)\s*\{([^{}]*)\}", r"\1", text)
+    text = re.sub(r"([_^])\{(\w)\}", r"\1\2", text)
+    return re.sub(r"\s+", "", text)
 
 
 def _read(text: str, strip_variable: bool = True) -> object:
@@ -670,11 +873,13 @@ def equivalent(answer: str, gold: str, policy: VerifyPolicy = VerifyPolicy()) ->
     if policy.percent == "strict" and norm_answer.percent != norm_gold.percent:
         return False
     a_text, g_text = norm_answer.text, norm_gold.text
+    if not a_text.strip() or not g_text.strip():  # "\\$" or "\\text{}" is no answer
+        return False
     if a_text.replace(" ", "") == g_text.replace(" ", ""):
         return True
     a_value, g_value = _read(a_text), _read(g_text)
     if a_value is None or g_value is None:
-        return _text_key(a_text) == _text_key(g_text) and bool(_text_key(a_text))
+        return _spelling_key(a_text) == _spelling_key(g_text)
     if isinstance(a_value, _Text) != isinstance(g_value, _Text):
         return False
     if values_equal(a_value, g_value):
@@ -698,6 +903,14 @@ def equivalent(answer: str, gold: str, policy: VerifyPolicy = VerifyPolicy()) ->
     return False
 
 
+def _is_collection(text: str) -> bool:
+    """Whether ``text`` reads as an unordered collection of several values (``3, 4``, ``\\{3, 4\\}``)."""
+    if len(text) > MAX_ANSWER_CHARS:
+        return False
+    value = _read(normalize_answer(text).text)
+    return isinstance(value, _Bag) and len(value.items) > 1
+
+
 def _gold_answer(gold: str) -> str:
     """The gold answer: its last ``\\boxed{}`` when it has one, else the whole string."""
     if "\\boxed" in gold or "\\fbox" in gold:
@@ -711,10 +924,17 @@ def check(completion: str, gold: str, *, policy: VerifyPolicy = VerifyPolicy(), 
     """Extract the answer from ``completion`` and compare it with ``gold``; never raises."""
     answer: str | None = None
     try:
-        answer = extract_answer(completion, truncated=truncated)
-        if answer is None:
+        candidates = extract_candidates(completion, truncated=truncated)
+        if not candidates:
             return Verdict(False, None)
-        return Verdict(equivalent(answer, _gold_answer(gold), policy), answer)
+        gold_answer = _gold_answer(gold)
+        if len(candidates) > 1 and not all(equivalent(c, candidates[-1], policy) for c in candidates[:-1]):
+            # "3 or 4" hedges between values, which is no answer, unless the gold is exactly
+            # those values ("x = 3 or x = 4" solves an equation whose solutions are 3 and 4)
+            listed = ", ".join(candidates)
+            return Verdict(_is_collection(gold_answer) and equivalent(listed, gold_answer, policy), listed)
+        answer = candidates[-1]
+        return Verdict(equivalent(answer, gold_answer, policy), answer)
     except Exception as err:  # an internal failure is reported, not raised: see Verdict.error
         return Verdict(False, answer, f"{type(err).__name__}: {err}"[:500])
 

@@ -43,6 +43,7 @@ class RolloutDataModule(LightningDataModule):
         temperature: float = 1.0,
         top_p: float = 1.0,
         top_k: int = 0,
+        sampler_backend: Literal["hf", "fast"] = "hf",
         rewards: list[RewardFunction] | None = None,
         reward_on_error: Literal["raise", "zero"] = "raise",
         prompt_template: str = "{question}",
@@ -65,6 +66,8 @@ class RolloutDataModule(LightningDataModule):
             group_size: G completions per prompt (>= 2).
             max_new_tokens: completion budget in tokens.
             temperature, top_p, top_k: sampling; temperature also scales every log-prob.
+            sampler_backend: ``hf`` (HF ``generate``, the reference) or ``fast`` (one prefill per
+                prompt shared by its G samples, finished rows dropped; same distribution, tested).
             rewards: reward functions, summed with their weights (default: exact integer match).
             reward_on_error: a reward function that raises stops the run with an error naming it
                 ('raise') or scores 0 and is counted ('zero').
@@ -93,7 +96,7 @@ class RolloutDataModule(LightningDataModule):
         self.source = source if source is not None else Arithmetic()
         self.tokenizer_name = tokenizer
         self.prompts_per_step = prompts_per_step
-        self.sampler = GroupSampler(group_size, max_new_tokens, temperature, top_p, top_k)
+        self.sampler = GroupSampler(group_size, max_new_tokens, temperature, top_p, top_k, backend=sampler_backend)
         self.composer = RewardComposer(rewards if rewards is not None else [ExactInteger()], reward_on_error)
         if max_extra_rounds < 0:
             raise ValueError(f"max_extra_rounds must be >= 0, got {max_extra_rounds}")

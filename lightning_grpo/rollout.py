@@ -4,16 +4,29 @@ The sampler runs the live policy in eval mode, without grad, with the KV cache, 
 completions per prompt in group-major order (completion i belongs to prompt i // G). Loss masks come
 from the generated ids: every token up to and including the first EOS (any EOS id), zero after; a
 completion with no EOS within the budget is truncated. Pad ids are never consulted (pad is often EOS).
+
+Two backends draw from the same distribution (temperature, then top-k, then top-p, as HF ``generate``):
+
+* ``hf`` (default, the reference for correctness): HF ``generate`` on the P·G repeated prompts.
+* ``fast``: the sampler's own decode loop over the model's ``forward`` with a ``DynamicCache``: one
+  prefill per prompt whose KV cache is then shared by its G samples, rows that have emitted an EOS
+  dropped from the batch (their cache rows too), and inverse-CDF sampling (one uniform draw per row
+  instead of ``torch.multinomial``'s one random number per vocabulary entry, which dominates a decode
+  step on CPU with a 32k+ vocabulary). Greedy output equals ``hf``'s (tested). Sharded (FSDP2)
+  policies always use ``hf``, which keeps the ranks in step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from transformers import GenerationConfig, PreTrainedModel
+from transformers import DynamicCache, GenerationConfig, PreTrainedModel
+
+from lightning_grpo.logprobs import position_ids_from_mask
 
 
 @dataclass
@@ -115,12 +128,26 @@ def completion_mask_from_ids(completion_ids: Tensor, eos_ids: list[int]) -> tupl
     return mask, ~has_eos
 
 
+# Options of a checkpoint's generation config that change the sampling distribution, at their neutral value.
+_NEUTRAL_GENERATION = {
+    "repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "min_length": 0,
+    "min_new_tokens": 0,
+    "min_p": 0.0,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+}
+
+
 class GroupSampler:
-    """Samples ``group_size`` completions per prompt with HF ``generate`` (KV cache on).
+    """Samples ``group_size`` completions per prompt with the KV cache (HF ``generate`` or ``fast``).
 
     ``temperature`` also scales the logits of every later log-prob (ALGORITHMS.md §1). ``top_k = 0``
     and ``top_p = 1`` sample from the full tempered distribution, so the sampler and the loss see the
-    same policy; narrowing either makes the rollout slightly off-policy.
+    same policy; narrowing either makes the rollout slightly off-policy. ``backend``: see the module
+    docstring.
     """
 
     def __init__(
@@ -130,6 +157,7 @@ class GroupSampler:
         temperature: float = 1.0,
         top_p: float = 1.0,
         top_k: int = 0,
+        backend: Literal["hf", "fast"] = "hf",
     ) -> None:
         if group_size < 2:
             raise ValueError(f"group_size must be >= 2 (a group of one has no relative advantage), got {group_size}")
@@ -139,13 +167,32 @@ class GroupSampler:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if backend not in ("hf", "fast"):
+            raise ValueError(f"backend must be 'hf' or 'fast', got {backend!r}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0: off), got {top_k}")
+        self.backend = backend
         self.group_size = group_size
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_p = top_p
         self.top_k = top_k
 
-    def generation_config(self, eos_ids: list[int], pad_id: int, greedy: bool = False) -> GenerationConfig:
+    def generation_config(
+        self, eos_ids: list[int], pad_id: int, greedy: bool = False, model_defaults: GenerationConfig | None = None
+    ) -> GenerationConfig:
+        """The HF ``GenerationConfig`` of the ``hf`` backend.
+
+        ``generate`` fills every option left unset from the checkpoint's ``generation_config.json``;
+        options there that reshape the distribution (``repetition_penalty = 1.05``, ``min_p``, ...)
+        would make the rollout silently off-policy, since log-probs use softmax(logits / T) only. Those
+        that ``model_defaults`` sets are switched off here (see ``_NEUTRAL_GENERATION``).
+        """
+        neutral = {
+            name: value
+            for name, value in _NEUTRAL_GENERATION.items()
+            if model_defaults is not None and getattr(model_defaults, name, None) not in (None, value)
+        }
         return GenerationConfig(
             do_sample=not greedy,
             temperature=None if greedy else self.temperature,
@@ -155,6 +202,7 @@ class GroupSampler:
             eos_token_id=eos_ids,
             pad_token_id=pad_id,
             use_cache=True,
+            **neutral,
         )
 
     @torch.no_grad()
@@ -170,6 +218,15 @@ class GroupSampler:
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Returns sequences [P·G, Tp + Tc], completion mask [P·G, Tc] and truncated flags [P·G]."""
         g = num_samples or self.group_size
+        if self.backend == "fast" and not _is_sharded(policy):
+            was_training = policy.training
+            policy.eval()
+            try:
+                sequences = self._decode(policy, prompt_ids, prompt_mask, eos_ids, pad_id, g, greedy)
+            finally:
+                policy.train(was_training)
+            completion_mask, truncated = completion_mask_from_ids(sequences[:, prompt_ids.shape[1] :], eos_ids)
+            return sequences, completion_mask, truncated
         ids = prompt_ids.repeat_interleave(g, dim=0)  # [N, Tp]
         mask = prompt_mask.repeat_interleave(g, dim=0)  # [N, Tp]
         was_training = policy.training
@@ -178,13 +235,117 @@ class GroupSampler:
             sequences = policy.generate(
                 input_ids=ids,
                 attention_mask=mask,
-                generation_config=self.generation_config(eos_ids, pad_id, greedy),
+                generation_config=self.generation_config(
+                    eos_ids, pad_id, greedy, getattr(policy, "generation_config", None)
+                ),
                 synced_gpus=_is_sharded(policy),
             )  # [N, Tp + Tc]
         finally:
             policy.train(was_training)
         completion_mask, truncated = completion_mask_from_ids(sequences[:, prompt_ids.shape[1] :], eos_ids)
         return sequences, completion_mask, truncated
+
+    def _decode(
+        self,
+        policy: PreTrainedModel,
+        prompt_ids: Tensor,  # [P, Tp] left-padded
+        prompt_mask: Tensor,  # [P, Tp]
+        eos_ids: list[int],
+        pad_id: int,
+        g: int,
+        greedy: bool,
+    ) -> Tensor:
+        """The ``fast`` backend: [P·G, Tp + Tc] like ``generate`` (pad after the EOS, Tc = steps run)."""
+        p, tp = prompt_ids.shape
+        n, device = p * g, prompt_ids.device
+        cache = DynamicCache(config=policy.config)
+        positions = position_ids_from_mask(prompt_mask)  # [P, Tp]
+        padded = not bool(prompt_mask.all())  # without left padding every forward is plain causal: no mask
+        logits = policy(
+            input_ids=prompt_ids, attention_mask=prompt_mask if padded else None, position_ids=positions,
+            past_key_values=cache, use_cache=True, logits_to_keep=1,
+        ).logits[:, -1]  # [P, V]: one prefill per prompt ...
+        cache.batch_repeat_interleave(g)  # ... shared by its G samples
+        logits = logits.repeat_interleave(g, dim=0)  # [N, V]
+        next_position = positions[:, -1:].repeat_interleave(g, dim=0) + 1  # [N, 1]
+        mask = torch.cat(
+            [prompt_mask.repeat_interleave(g, dim=0), prompt_mask.new_ones(n, self.max_new_tokens)], dim=1
+        )  # [N, Tp + max_new_tokens]: generated tokens are attended to
+        tokens = torch.full((n, self.max_new_tokens), pad_id, dtype=prompt_ids.dtype, device=device)  # [N, Tc]
+        rows = torch.arange(n, device=device)  # row of `tokens` for each row still in the batch
+        eos = torch.tensor(eos_ids, device=device)
+        steps = 0
+        for step in range(self.max_new_tokens):
+            token = self._next_token(logits, greedy)  # [n]
+            tokens[rows, step] = token
+            steps = step + 1
+            if step + 1 == self.max_new_tokens:
+                break
+            running = ~torch.isin(token, eos)  # [n]
+            if not bool(running.all()):
+                if not bool(running.any()):
+                    break
+                keep = running.nonzero().squeeze(1)  # drop finished rows, and their cache rows
+                cache.batch_select_indices(keep)
+                rows, token, mask, next_position = rows[keep], token[keep], mask[keep], next_position[keep]
+            logits = policy(
+                input_ids=token.unsqueeze(1), attention_mask=mask[:, : tp + step + 1] if padded else None,
+                position_ids=next_position, past_key_values=cache, use_cache=True, logits_to_keep=1,
+            ).logits[:, -1]  # [n, V]
+            next_position = next_position + 1
+        return torch.cat([prompt_ids.repeat_interleave(g, dim=0), tokens[:, :steps]], dim=1)  # [N, Tp + Tc]
+
+    def _next_token(self, logits: Tensor, greedy: bool) -> Tensor:
+        """One token per row [n]: argmax, or a draw from softmax(logits / T) after top-k and top-p."""
+        if greedy:
+            return logits.argmax(dim=-1)
+        return sample_categorical(self.sampling_scores(logits).softmax(dim=-1))
+
+    def sampling_scores(self, logits: Tensor) -> Tensor:
+        """float32 logits / T with the entries top-k and top-p exclude set to -inf (HF's warper order)."""
+        scores = logits.float()  # [n, V]
+        if self.temperature != 1.0:
+            scores = scores / self.temperature
+        if 0 < self.top_k < scores.shape[-1]:
+            kth = torch.topk(scores, self.top_k, dim=-1).values[:, -1:]  # [n, 1]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        if self.top_p < 1.0:
+            sorted_scores, order = torch.sort(scores, dim=-1)  # ascending, as HF's TopPLogitsWarper
+            remove = sorted_scores.softmax(dim=-1).cumsum(dim=-1) <= 1 - self.top_p
+            remove[:, -1] = False  # always keep the most likely token
+            scores = scores.masked_fill(remove.scatter(1, order, remove), float("-inf"))
+        return scores
+
+
+def sample_categorical(probs: Tensor, block: int = 256) -> Tensor:
+    """One index per row of ``probs`` [n, V] (non-negative weights), drawn by inversion of the CDF.
+
+    Exact sampling with one uniform number per level and row; ``torch.multinomial`` draws one random
+    number per vocabulary entry, which costs more than the model's decode step on CPU with a large
+    vocabulary (it is kept for small ones, where it is cheaper), and a flat cumulative sum over V is
+    sequential. So two levels: pick a block of ``block`` entries by the CDF of the block sums, then an
+    entry within it by the CDF of its weights (P(i) = S_b / S · w_i / S_b = w_i / S). CDFs are
+    float64; an entry (or block) of weight 0 has an empty CDF interval and is never returned; a draw
+    at the very top of the last interval (probability ~2⁻⁵³) is clamped into the vocabulary.
+    """
+    n, vocab = probs.shape
+    if vocab <= 4 * block:
+        return torch.multinomial(probs, 1).squeeze(1)
+    full = vocab // block
+    weights = probs.float()  # [n, V]
+    sums = weights[:, : full * block].view(n, full, block).sum(dim=-1)  # [n, K] (a view: no copy)
+    if full * block < vocab:
+        sums = torch.cat([sums, weights[:, full * block :].sum(dim=-1, keepdim=True)], dim=1)  # the short tail block
+    draws = torch.rand(n, 2, dtype=torch.float64, device=probs.device)  # [n, 2]
+    block_cdf = sums.double().cumsum(dim=-1)  # [n, K']
+    chosen = torch.searchsorted(block_cdf, draws[:, :1] * block_cdf[:, -1:], right=True)  # [n, 1]
+    chosen = chosen.clamp_(max=block_cdf.shape[1] - 1)
+    index = chosen * block + torch.arange(block, device=probs.device)  # [n, b] entries of the chosen block
+    inside = index < vocab
+    inner_weights = weights.gather(1, index.clamp(max=vocab - 1)) * inside  # [n, b]: 0 past the vocabulary
+    inner_cdf = inner_weights.double().cumsum(dim=-1)  # [n, b]
+    inner = torch.searchsorted(inner_cdf, draws[:, 1:] * inner_cdf[:, -1:], right=True).clamp_(max=block - 1)
+    return index.gather(1, inner).squeeze(1).clamp_(max=vocab - 1)
 
 
 def _is_sharded(model: torch.nn.Module) -> bool:

@@ -312,6 +312,8 @@ class RolloutDataModule(LightningDataModule):
                 "sampling/extra_rounds": float(rounds),
             }
         )
+        if first.correct is not None:  # the kept groups exclude all-correct ones: their accuracy reads low
+            rollout.stats["sampling/first_round_accuracy"] = float(first.correct.float().mean())
         return rollout
 
     def _any_rank_short(self, short: bool, device: torch.device) -> bool:

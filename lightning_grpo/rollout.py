@@ -8,11 +8,13 @@ completion with no EOS within the budget is truncated. Pad ids are never consult
 Two backends draw from the same distribution (temperature, then top-k, then top-p, as HF ``generate``):
 
 * ``hf`` (default, the reference for correctness): HF ``generate`` on the P·G repeated prompts.
-* ``fast``: the sampler's own decode loop over the model's ``forward`` with a ``DynamicCache``: one
-  prefill per prompt whose KV cache is then shared by its G samples, rows that have emitted an EOS
-  dropped from the batch (their cache rows too), and inverse-CDF sampling (one uniform draw per row
-  instead of ``torch.multinomial``'s one random number per vocabulary entry, which dominates a decode
-  step on CPU with a 32k+ vocabulary). Greedy output equals ``hf``'s (tested). Sharded (FSDP2)
+* ``fast``: the sampler's own decode loop: one HF prefill per prompt whose KV cache is then shared by
+  its G samples, decode steps by ``decode.StaticCacheDecoder`` (the same arithmetic as the model's
+  ``forward`` over preallocated KV buffers, for Qwen3 / Qwen2 / Llama; other models step through the
+  HF ``forward`` with a ``DynamicCache``), rows that have emitted an EOS dropped from the batch (their
+  cache rows too), and inverse-CDF sampling (one uniform draw per row instead of
+  ``torch.multinomial``'s one random number per vocabulary entry, which dominates a decode step on
+  CPU with a 32k+ vocabulary). Greedy output equals ``hf``'s (tested). Sharded (FSDP2)
   policies always use ``hf``, which keeps the ranks in step.
 """
 
@@ -26,6 +28,7 @@ import torch.distributed as dist
 from torch import Tensor
 from transformers import DynamicCache, GenerationConfig, PreTrainedModel
 
+from lightning_grpo.decode import StaticCacheDecoder
 from lightning_grpo.logprobs import position_ids_from_mask
 
 
@@ -265,12 +268,17 @@ class GroupSampler:
             input_ids=prompt_ids, attention_mask=prompt_mask if padded else None, position_ids=positions,
             past_key_values=cache, use_cache=True, logits_to_keep=1,
         ).logits[:, -1]  # [P, V]: one prefill per prompt ...
-        cache.batch_repeat_interleave(g)  # ... shared by its G samples
         logits = logits.repeat_interleave(g, dim=0)  # [N, V]
         next_position = positions[:, -1:].repeat_interleave(g, dim=0) + 1  # [N, 1]
         mask = torch.cat(
             [prompt_mask.repeat_interleave(g, dim=0), prompt_mask.new_ones(n, self.max_new_tokens)], dim=1
         )  # [N, Tp + max_new_tokens]: generated tokens are attended to
+        lean = None
+        if StaticCacheDecoder.supports(policy):
+            lean = StaticCacheDecoder(policy, cache, g, tp + self.max_new_tokens)
+        if lean is None:
+            cache.batch_repeat_interleave(g)  # ... shared by its G samples (the lean decoder copies it G times)
+        attend = mask.bool() if padded else None  # [N, Tp + max_new_tokens]
         tokens = torch.full((n, self.max_new_tokens), pad_id, dtype=prompt_ids.dtype, device=device)  # [N, Tc]
         rows = torch.arange(n, device=device)  # row of `tokens` for each row still in the batch
         eos = torch.tensor(eos_ids, device=device)
@@ -286,12 +294,20 @@ class GroupSampler:
                 if not bool(running.any()):
                     break
                 keep = running.nonzero().squeeze(1)  # drop finished rows, and their cache rows
-                cache.batch_select_indices(keep)
-                rows, token, mask, next_position = rows[keep], token[keep], mask[keep], next_position[keep]
-            logits = policy(
-                input_ids=token.unsqueeze(1), attention_mask=mask[:, : tp + step + 1] if padded else None,
-                position_ids=next_position, past_key_values=cache, use_cache=True, logits_to_keep=1,
-            ).logits[:, -1]  # [n, V]
+                if lean is None:
+                    cache.batch_select_indices(keep)
+                else:
+                    lean.select(keep)
+                rows, token, next_position = rows[keep], token[keep], next_position[keep]
+                mask = mask[keep]
+                attend = None if attend is None else attend[keep]
+            if lean is not None:  # the same arithmetic as the HF forward, without its per-call overhead
+                logits = lean.step(token, next_position.squeeze(1), tp + step, attend)  # [n, V]
+            else:
+                logits = policy(
+                    input_ids=token.unsqueeze(1), attention_mask=mask[:, : tp + step + 1] if padded else None,
+                    position_ids=next_position, past_key_values=cache, use_cache=True, logits_to_keep=1,
+                ).logits[:, -1]  # [n, V]
             next_position = next_position + 1
         return torch.cat([prompt_ids.repeat_interleave(g, dim=0), tokens[:, :steps]], dim=1)  # [N, Tp + Tc]
 

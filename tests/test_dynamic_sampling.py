@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lightning_grpo.data import RolloutDataModule
@@ -65,6 +66,8 @@ def test_extra_round_fills_the_batch_with_mixed_groups_and_repads() -> None:
     assert out.stats["sampling/kept_group_frac"] == 1.0
     assert out.stats["sampling/extra_rounds"] == 1.0
     assert out.stats["sampling/informative_frac_first_round"] == 1 / 3
+    # The kept groups are right 3 times in 6; the first round, as sampled, 3 times in 6 too (1,0 / 1,1 / 0,0).
+    assert out.stats["sampling/first_round_accuracy"] == 3 / 6
     assert out.stats["time/generation_s"] == 2.0  # both rounds' generation time
     # Re-padded to prompt length 4 (left) and completion length 3 (right).
     assert out.prompt_length == 4 and out.input_ids.shape == (6, 7)
@@ -76,7 +79,7 @@ def test_extra_round_fills_the_batch_with_mixed_groups_and_repads() -> None:
 
 
 def test_bounded_rounds_complete_the_batch_with_groups_that_carry_no_loss() -> None:
-    first = _rollout([[1, 1], [0, 1], [0, 0]], prompt_length=2, completion_length=2, tag="a")
+    first = _rollout([[1, 1], [0, 1], [1, 1]], prompt_length=2, completion_length=2, tag="a")
     second = _rollout([[0, 0], [1, 1], [0, 0]], prompt_length=2, completion_length=2, tag="b")
     data = _Scripted([second], max_extra_rounds=1)
     out = data._fill_with_informative_groups(first, torch.device("cpu"))
@@ -85,3 +88,6 @@ def test_bounded_rounds_complete_the_batch_with_groups_that_carry_no_loss() -> N
     assert out.valid.tolist() == [True, True, False, False, False, False]
     assert out.stats["sampling/kept_group_frac"] == 1 / 3
     assert out.stats["sampling/extra_rounds"] == 1.0
+    # The policy as sampled was right 5 times in 6; the one group it trains on, 1 time in 2.
+    assert out.stats["sampling/first_round_accuracy"] == pytest.approx(5 / 6)
+    assert out.correct[out.valid].float().mean() == 0.5

@@ -312,7 +312,7 @@ class RolloutDataModule(LightningDataModule):
                 "sampling/extra_rounds": float(rounds),
             }
         )
-        if first.correct is not None:  # the kept groups exclude all-correct ones: their accuracy reads low
+        if first.correct is not None:  # the kept groups are mixed ones only: not the policy's accuracy
             rollout.stats["sampling/first_round_accuracy"] = float(first.correct.float().mean())
         return rollout
 

@@ -35,20 +35,21 @@ def _perturbed(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def _models() -> dict[str, nn.Module]:
+BUILDERS = {
+    "qwen3": lambda: build_tiny_qwen3(build_char_tokenizer(), hidden_size=64, num_layers=2, intermediate_size=128),
+    "qwen2 (qkv bias)": lambda: Qwen2ForCausalLM(Qwen2Config(**SMALL)),
+    "llama (no q/k norm)": lambda: LlamaForCausalLM(LlamaConfig(**SMALL)),
+}
+
+
+def _model(name: str) -> nn.Module:
     torch.manual_seed(0)
-    return {
-        "qwen3": _perturbed(
-            build_tiny_qwen3(build_char_tokenizer(), hidden_size=64, num_layers=2, intermediate_size=128)
-        ),
-        "qwen2 (qkv bias)": _perturbed(Qwen2ForCausalLM(Qwen2Config(**SMALL))),
-        "llama (no q/k norm)": _perturbed(LlamaForCausalLM(LlamaConfig(**SMALL))),
-    }
+    return _perturbed(BUILDERS[name]())
 
 
-@pytest.mark.parametrize("name", list(_models()))
+@pytest.mark.parametrize("name", list(BUILDERS))
 def test_lean_steps_equal_the_hf_forward(name: str) -> None:
-    model = _models()[name]
+    model = _model(name)
     assert StaticCacheDecoder.supports(model)
     group, steps, tp = 3, 6, 7
     prompt_ids = torch.randint(3, VOCAB, (2, tp))  # [P, Tp]
@@ -88,7 +89,7 @@ def test_lean_steps_equal_the_hf_forward(name: str) -> None:
 
 
 def test_lean_step_without_padding_needs_no_mask() -> None:
-    model = _models()["qwen3"]
+    model = _model("qwen3")
     ids = torch.randint(3, VOCAB, (2, 5))
     with torch.no_grad():
         cache, full = DynamicCache(config=model.config), model(input_ids=ids).logits  # [2, 5, V]
@@ -99,11 +100,11 @@ def test_lean_step_without_padding_needs_no_mask() -> None:
 
 
 def test_unsupported_models_are_refused() -> None:
-    qwen3 = _models()["qwen3"]
+    qwen3 = _model("qwen3")
     sliding = Qwen2ForCausalLM(Qwen2Config(**SMALL, use_sliding_window=True, sliding_window=4, max_window_layers=0))
     assert not StaticCacheDecoder.supports(sliding)  # a sliding window changes the attention
     assert not StaticCacheDecoder.supports(nn.Linear(2, 2))
-    wrapped = _models()["qwen3"]
+    wrapped = _model("qwen3")
     wrapped.model.layers[1].self_attn.q_proj = nn.Sequential(wrapped.model.layers[1].self_attn.q_proj)  # an adapter
     assert not StaticCacheDecoder.supports(wrapped)
     assert StaticCacheDecoder.supports(qwen3)
@@ -112,7 +113,7 @@ def test_unsupported_models_are_refused() -> None:
 def test_fast_sampler_without_the_lean_decoder_still_equals_generate() -> None:
     """A refused model goes through the HF forward loop: greedy ids still equal ``generate``'s."""
     tokenizer = build_char_tokenizer()
-    model = _models()["qwen3"]
+    model = _model("qwen3")
     model.model.layers[0].mlp.up_proj = nn.Sequential(model.model.layers[0].mlp.up_proj)
     assert not StaticCacheDecoder.supports(model)
     batch = tokenizer(["1+1=", "12+34="], padding=True, return_tensors="pt", add_special_tokens=False)

@@ -182,6 +182,15 @@ class GRPOModule(LightningModule):
         self.skipped_updates = 0
         self.val_metric: EvalAccumulator | None = None  # built at the first validation batch (k = its n)
 
+    def setup(self, stage: str) -> None:
+        group_size = getattr(getattr(self.trainer, "datamodule", None), "group_size", None)
+        minimum = getattr(self.advantage, "min_group_size", 2)
+        if stage == "fit" and group_size is not None and group_size < minimum:
+            raise ValueError(
+                f"data.group_size={group_size} is too small for {type(self.advantage).__name__}: it compares the "
+                f"completions of a group and needs group_size >= {minimum}"
+            )
+
     # ---- models ---------------------------------------------------------------------------------
     def configure_model(self) -> None:
         if self.policy is not None:

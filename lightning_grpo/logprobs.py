@@ -29,12 +29,14 @@ covers unknown architectures and an output layer wrapped by an adapter (LoRA on 
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
 import torch
 from torch import Tensor, nn
+from transformers import DynamicCache
 
 # Architectures whose causal-LM forward is ``logits = lm_head(hidden[:, logits_to_keep])`` and nothing
 # else (read in transformers' modeling files); those followed by ``cap · tanh(logits / cap)`` with
@@ -257,8 +259,13 @@ def completion_logprobs(
     chunk_size: int = 64,
     with_entropy: bool = True,
     entropy_grad: bool = False,
+    group_size: int | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """log π(token) [B, Tc] (graph-connected when grad is on) and token entropy [B, Tc] (nats).
+
+    ``group_size`` G: when the rows are whole groups of G completions of one prompt each (the
+    rollout's layout), the prompt runs once per group and its keys and values serve the G
+    completions (:func:`shares_prompts`); the result is the same as one forward over every row.
 
     The entropy is detached unless ``entropy_grad`` (then it is differentiable, for an entropy term
     in the loss). ``chunk_size`` bounds the completion positions (of all B rows) per block of
@@ -274,23 +281,33 @@ def completion_logprobs(
     if reason:
         _warn_once(model, reason)
     captured: list[tuple[Tensor, Tensor, Tensor | None]] = []
+    shared = shares_prompts(input_ids, attention_mask, prompt_length, group_size) and prompt_sharing_supported(model)
     with _capture_head_input(head, captured) if head is not None else _nothing():
-        output = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids_from_mask(attention_mask),
-            use_cache=False,
-            logits_to_keep=keep,
-        )
-    logits = output.logits if hasattr(output, "logits") else output[0]
+        if shared:
+            outputs = _forward_shared_prompts(model, input_ids, attention_mask, prompt_length, group_size)  # type: ignore[arg-type]
+        else:
+            outputs = [
+                model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids_from_mask(attention_mask),
+                    use_cache=False,
+                    logits_to_keep=keep,
+                )
+            ]
+    logits_parts = [output.logits if hasattr(output, "logits") else output[0] for output in outputs]
     if head is not None:
-        if len(captured) != 1:
-            raise RuntimeError(f"the output layer of {type(model).__name__} ran {len(captured)} times in one forward")
-        features, weight, bias = captured[0]  # [B, Tc, D] final hidden states ([B, T, D] if logits_to_keep was ignored)
-        if torch.is_grad_enabled() and logits.requires_grad:
-            # The model's (empty) output stays part of the graph, so hooks that wrappers (FSDP2) put on
+        if len(captured) != len(outputs):
+            raise RuntimeError(
+                f"the output layer of {type(model).__name__} ran {len(captured)} times in {len(outputs)} forwards"
+            )
+        weight, bias = captured[0][1], captured[0][2]
+        features = _join_shared(captured, group_size) if shared else captured[0][0]
+        # [B, Tc, D] final hidden states ([B, T, D] if logits_to_keep was ignored)
+        if torch.is_grad_enabled() and any(part.requires_grad for part in logits_parts):
+            # The model's (empty) outputs stay part of the graph, so hooks that wrappers (FSDP2) put on
             # the forward's outputs run in backward as they do for any forward. Adds an exact 0.
-            features = features + logits.sum().to(features.dtype)
+            features = features + sum(part.sum() for part in logits_parts).to(features.dtype)
         if _is_sharded_tensor(weight) or weight.untyped_storage().size() == 0:
             raise RuntimeError(
                 f"{type(model).__name__}: the output layer's weight was resharded right after the forward; "
@@ -298,7 +315,7 @@ def completion_logprobs(
                 "(lightning_grpo.sharding.fully_shard_causal_lm does)"
             )
     else:
-        features, weight, bias = logits, None, None  # [B, Tc, V] model-dtype logits
+        features, weight, bias = logits_parts[0], None, None  # [B, Tc, V] model-dtype logits (never shared)
     if features.shape[1] != completion_len:  # a model that ignores a tensor logits_to_keep
         features = features[:, prompt_length - 1 : -1]
     logp, entropy = _ChunkedTokenLogProbs.apply(
@@ -328,3 +345,83 @@ def _is_sharded_tensor(tensor: Tensor) -> bool:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+# ---- shared prompts -------------------------------------------------------------------------------------
+def shares_prompts(input_ids: Tensor, attention_mask: Tensor, prompt_length: int, group_size: int | None) -> bool:
+    """True when the B rows are B / G groups of G rows with the same prompt (ids and mask) each."""
+    batch = input_ids.shape[0]
+    if group_size is None or group_size < 2 or batch % group_size or prompt_length < 1:
+        return False
+    ids = input_ids[:, :prompt_length].reshape(-1, group_size, prompt_length)  # [P, G, Tp]
+    mask = attention_mask[:, :prompt_length].reshape(-1, group_size, prompt_length)
+    return bool((ids == ids[:, :1]).all() and (mask == mask[:, :1]).all())
+
+
+def prompt_sharing_supported(model: nn.Module) -> bool:
+    """Models whose forward over a prompt's KV cache equals the forward over prompt + completion.
+
+    Plain decoder stacks of full attention (the known-head families above, no sliding window), not
+    recomputing activations (gradient checkpointing turns the cache off in training).
+    """
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) not in PLAIN_HEAD_MODEL_TYPES:
+        return False
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        return False
+    if any(kind != "full_attention" for kind in (getattr(config, "layer_types", None) or [])):
+        return False
+    for flag in ("is_activation_checkpointing", "is_gradient_checkpointing"):  # transformers 5, 4.x
+        if hasattr(type(model), flag) or hasattr(model, flag):
+            return not getattr(model, flag)
+    return True
+
+
+def cache_keyword(model: nn.Module) -> str:
+    """The forward's name for the KV cache: ``cache`` (transformers 5) or ``past_key_values``."""
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model  # peft
+    try:
+        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    except (TypeError, ValueError):
+        return "past_key_values"
+
+
+def _forward_shared_prompts(
+    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, prompt_length: int, group_size: int
+) -> list:
+    """Two forwards: the P prompts with a KV cache (the last position's output predicts the first
+    completion token), then the completions over the cache repeated G times (each position's output
+    predicts the next token; the last completion token predicts nothing and is not run)."""
+    tp, total = prompt_length, input_ids.shape[1]
+    positions = position_ids_from_mask(attention_mask)  # [B, T]
+    cache = DynamicCache(config=model.config)
+    keyword = cache_keyword(model)
+    outputs = [
+        model(
+            input_ids=input_ids[::group_size, :tp],  # [P, Tp]
+            attention_mask=attention_mask[::group_size, :tp],
+            position_ids=positions[::group_size, :tp],
+            use_cache=True,
+            logits_to_keep=1,
+            **{keyword: cache},
+        )
+    ]
+    if total - tp > 1:
+        cache.batch_repeat_interleave(group_size)  # differentiable: the G rows' gradients meet in the prompt
+        outputs.append(
+            model(
+                input_ids=input_ids[:, tp : total - 1],  # [B, Tc - 1]
+                attention_mask=attention_mask[:, : total - 1],
+                position_ids=positions[:, tp : total - 1],
+                use_cache=True,
+                logits_to_keep=0,  # every position
+                **{keyword: cache},
+            )
+        )
+    return outputs
+
+
+def _join_shared(parts: list[tuple[Tensor, Tensor, Tensor | None]], group_size: int) -> Tensor:
+    """[B, Tc, D]: each prompt's last-position output repeated G times, then the completions' outputs."""
+    first = parts[0][0].repeat_interleave(group_size, dim=0)  # [B, 1, D]
+    return first if len(parts) == 1 else torch.cat([first, parts[1][0]], dim=1)

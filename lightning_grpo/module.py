@@ -86,6 +86,7 @@ def minibatch_backward(
             rollout.prompt_length,
             temperature=rollout.temperature,
             chunk_size=chunk_size,
+            group_size=rollout.group_size,  # whole groups: each prompt runs once for its G completions
         )  # [b, Tc] each
         rows_mask = mask[rows]  # [b, Tc]
         old = old_logp[rows] if old_logp is not None else logp.detach()
@@ -285,6 +286,7 @@ class GRPOModule(LightningModule):
                 temperature=rollout.temperature,
                 chunk_size=self.hparams.logp_chunk_size,
                 with_entropy=False,
+                group_size=rollout.group_size,
             )[0]
             for mb in self._micro_batches(rows)
         ]

@@ -27,7 +27,8 @@ from transformers import (
 
 import lightning_grpo.logprobs as logprobs_module
 from lightning_grpo.logprobs import chunked_head, completion_logprobs
-from lightning_grpo.models import build_char_tokenizer, build_tiny_qwen3, load_causal_lm, load_tokenizer
+from lightning_grpo.demo.tiny_model import build_char_tokenizer, build_tiny_qwen3
+from lightning_grpo.models import load_causal_lm, load_tokenizer
 
 REAL_VOCAB = 151_936  # Qwen2.5's embedding rows
 
@@ -244,3 +245,50 @@ def test_sampled_ids_beyond_the_tokenizer_are_scored(real_vocab_qwen2) -> None:
     want = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 3:].unsqueeze(-1)).squeeze(-1)
     assert torch.isfinite(logp).all() and torch.isfinite(entropy).all()
     torch.testing.assert_close(logp, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_shared_prompt_pass_equals_the_full_forward_with_gradients(padded: bool) -> None:
+    """Groups of G rows with one prompt each: the prompt runs once, values and gradients are unchanged."""
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_qwen3(tokenizer, hidden_size=64, num_layers=2, intermediate_size=128, seed=3).double()
+    prompts = ["7+8=", "123+456=", "1="] if padded else ["7+8=", "5+6=", "9+9="]
+    completions = ["15", "1", "1x", "579", "57", "5", "1", "2", "33"]  # 3 groups of G = 3, ragged
+    ids, mask, tp, comp_mask = _batch(tokenizer, [p for p in prompts for _ in range(3)], completions)
+    results = []
+    for group_size in (None, 3):
+        model.zero_grad()
+        logp, entropy = completion_logprobs(model, ids, mask, tp, temperature=0.7, group_size=group_size)
+        weights = torch.linspace(0.5, 2.0, logp.numel(), dtype=logp.dtype).view_as(logp)
+        (logp * comp_mask * weights).sum().backward()
+        results.append((logp.detach(), entropy, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (logp_full, ent_full, grad_full), (logp_shared, ent_shared, grad_shared) = results
+    real = comp_mask.bool()
+    torch.testing.assert_close(logp_shared[real], logp_full[real], atol=1e-10, rtol=0)
+    torch.testing.assert_close(ent_shared[real], ent_full[real], atol=1e-10, rtol=0)
+    for name, grad in grad_full.items():
+        # the model's RMSNorm computes in float32 even in a float64 model, so gradients agree to ~1e-7
+        torch.testing.assert_close(grad_shared[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_prompts_are_shared_only_for_whole_groups_of_one_prompt(monkeypatch) -> None:
+    from lightning_grpo.logprobs import shares_prompts
+
+    ids = torch.tensor([[5, 6, 1, 2], [5, 6, 3, 4], [7, 8, 1, 1], [7, 8, 2, 2]])
+    mask = torch.ones_like(ids)
+    assert shares_prompts(ids, mask, 2, 2)
+    assert not shares_prompts(ids, mask, 2, None) and not shares_prompts(ids, mask, 2, 4)  # 4 rows, 2 prompts
+    assert not shares_prompts(ids[:3], mask[:3], 2, 2)  # not whole groups
+    padded = mask.clone()
+    padded[1, 0] = 0
+    assert not shares_prompts(ids, padded, 2, 2)  # same ids, different masks
+    # A micro-batch that is not whole groups takes the plain forward: one model call, not two.
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_qwen3(tokenizer, hidden_size=32, num_layers=1, intermediate_size=64)
+    calls = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["input_ids"].shape), with_kwargs=True)
+    with torch.no_grad():
+        completion_logprobs(model, ids[:3] + 3, mask[:3], 2, group_size=2)
+        assert len(calls) == 1
+        completion_logprobs(model, ids + 3, mask, 2, group_size=2)
+    assert calls[1:] == [torch.Size([2, 2]), torch.Size([4, 1])]  # prompts once, then completions minus the last token

@@ -19,27 +19,16 @@ or non-generating models.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from transformers import DynamicCache
 
-from lightning_grpo.logprobs import position_ids_from_mask
+from lightning_grpo.logprobs import cache_keyword, position_ids_from_mask
 from lightning_grpo.sampling.base import Sampler, SamplingParams
 from lightning_grpo.sampling.distribution import next_token
 from lightning_grpo.sampling.hf import HFSampler, is_sharded
 from lightning_grpo.sampling.static_cache import StaticCacheDecoder
-
-
-def _cache_argument(policy: nn.Module) -> str:
-    """The forward's name for the KV cache: ``cache`` (transformers >= 5.x) or ``past_key_values``."""
-    forward = getattr(policy, "forward", None)
-    try:
-        return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
-    except (TypeError, ValueError):
-        return "past_key_values"
 
 
 def fast_loop_unsupported_reason(policy: nn.Module) -> str | None:
@@ -109,7 +98,7 @@ class FastSampler(Sampler):
         (p, tp), g, budget = prompt_ids.shape, params.num_samples, params.max_new_tokens
         n, device = p * g, prompt_ids.device
         cache = DynamicCache(config=policy.config)
-        cache_kw = {_cache_argument(policy): cache}
+        cache_kw = {cache_keyword(policy): cache}
         positions = position_ids_from_mask(prompt_mask)  # [P, Tp]
         padded = not bool(prompt_mask.all())  # without left padding every forward is plain causal: no mask
         logits = policy(

@@ -152,6 +152,7 @@ CASES_12 = [
     ("\\boxed{2}, \\boxed{-5}, \\boxed{3}", "-5, 2", False), ("First \\boxed{3}, then after checking \\boxed{4}", "4", True),
     ("\\boxed{(7,11), (11,7)}", "(11,7)or(7,11)", True), ("\\boxed{(7,11)}", "(11,7)or(7,11)", False),
     ("\\boxed{-5, 2} or \\boxed{2}", "2, -5", False), ("\\boxed{1, 2}", "\\boxed{1}\\boxed{2}", True),
+    ("\\boxed{1, 2, 2}", "1, 2", True), ("\\boxed{1, 2, 2}", "1, 2, 3", False),  # a repeated root is one solution
     ("\\boxed{p = 5, q = 2}", "(5, 2)", True), ("\\boxed{p = 5, q = 2}", "(2, 5)", False),
     ("\\boxed{a_{37} = 19, a_3 = 2}", "a_3 = 2, a_{37} = 19", True), ("\\boxed{a_{37} = 2, a_3 = 19}", "a_3 = 2, a_{37} = 19", False),
     ("\\boxed{\\{-10, -11, -12\\}}", "-12;-11;-10", True), ("\\boxed{(0,-2,0),(0,0,0)}", "(0;0;0),(0;-2;0)", True),

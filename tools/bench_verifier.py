@@ -143,15 +143,32 @@ def _batch_timing(cases: list[dict[str, Any]], workers: int) -> float:
         start = time.perf_counter()
         reward.setup()
         startup = time.perf_counter() - start
+        pids, load = reward.pool.pids, os.getloadavg()[0]
+        cpu_before, parent_before = _cpu_seconds(pids), time.process_time()
         start = time.perf_counter()
         values = reward.score(batch)
         elapsed = time.perf_counter() - start
+        worker_cpu = _cpu_seconds(pids) - cpu_before
+        parent_cpu = time.process_time() - parent_before
     finally:
         reward.close()
     right = sum((v == reward.correct_value) == c["equivalent"] for v, c in zip(values, typical))
-    print(f"\n== MathReward batch: {n} completions on {workers} workers in {elapsed:.3f} s "
-          f"(pool start in setup() {startup:.2f} s, not included); {right}/{n} scored as labelled; {reward.counters()}")
+    print(f"\n== MathReward batch: {n} completions on {workers} workers in {elapsed:.3f} s wall at load {load:.1f} "
+          f"(pool start in setup() {startup:.2f} s, not included); CPU: workers {worker_cpu:.2f} s, parent {parent_cpu:.2f} s; "
+          f"{right}/{n} scored as labelled; {reward.counters()}")
     return elapsed
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by the processes ``pids`` (Linux ``/proc``; 0 elsewhere)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _targets(ours: dict[str, Any], theirs: dict[str, Any] | None, batch_s: float) -> None:

@@ -1,6 +1,9 @@
 """Build tests/data/verifier_corpus.jsonl: labelled (completion, gold, equivalent) cases.
 
-Deterministic (no randomness beyond a fixed seed) from the reference data in ``../shared/data``:
+Deterministic (no randomness beyond a fixed seed) from full copies of the GSM8K test set and MATH-500,
+in a folder named by ``--data``: ``gsm8k_test.jsonl`` (openai/grade-school-math,
+``grade_school_math/data/test.jsonl``) and ``math500_test.jsonl`` (openai/prm800k,
+``prm800k/math_splits/test.jsonl``); both MIT-licensed, not shipped with this repository:
 
 - ``gsm8k``: 150 GSM8K test golds. Equivalent forms are derived from the integer itself (thousands
   commas, ``\\$``, ``n.00``, ``\\frac{2n}{2}``, units); wrong ones are n+1, 10n, n-1; completion
@@ -21,7 +24,7 @@ Deterministic (no randomness beyond a fixed seed) from the reference data in ``.
   options are one value, "x = 3 or x = 4" for the solutions ``3, 4``, the same spelling). Appended
   last, so that every earlier case keeps its id.
 
-Run from the repository root: ``python tools/build_verifier_corpus.py``.
+Run from the repository root: ``python tools/build_verifier_corpus.py --data DIR``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
+DATA = Path("data")  # set by --data
 OUT = ROOT / "tests" / "data" / "verifier_corpus.jsonl"
 
 
@@ -330,6 +333,13 @@ def build() -> list[dict[str, Any]]:
 
 
 def main() -> None:
+    import argparse
+
+    global DATA
+    parser = argparse.ArgumentParser(description="Build tests/data/verifier_corpus.jsonl.")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="folder holding gsm8k_test.jsonl and math500_test.jsonl (see the module docstring)")
+    DATA = parser.parse_args().data
     cases = build()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("".join(json.dumps(case, ensure_ascii=False) + "\n" for case in cases))

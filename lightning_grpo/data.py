@@ -63,6 +63,7 @@ class RolloutDataModule(LightningDataModule):
         reward_on_error: Literal["raise", "zero"] = "raise",
         prompt_template: str = "{question}",
         use_chat_template: bool = True,
+        system_prompt: str | None = None,
         dynamic_sampling: DynamicSampling | None = None,
         val_source: PromptSource | None = None,
         val_batch_size: int = 32,
@@ -93,6 +94,10 @@ class RolloutDataModule(LightningDataModule):
             prompt_template: ``str.format`` template with ``{question}``, used when the tokenizer has
                 no chat template or ``use_chat_template`` is False.
             use_chat_template: wrap the prompt as a user turn with the tokenizer's chat template.
+            system_prompt: a system turn before the question (e.g. "Please reason step by step, and put
+                your final answer within \\boxed{}."); it replaces the template's default system turn
+                (Qwen2.5 adds one when none is given). Without a chat template it is put before the
+                ``prompt_template`` text, followed by a blank line.
             dynamic_sampling: DAPO's dynamic sampling (``DynamicSampling(max_extra_rounds=4)``):
                 drop groups whose correctness (or, without a correctness reward, total reward) is
                 all equal, and sample more prompts until the batch is full again (None: off).
@@ -131,6 +136,7 @@ class RolloutDataModule(LightningDataModule):
             raise ValueError("validation with val_greedy=False and val_num_samples=0 would generate nothing")
         self.prompt_template = prompt_template
         self.use_chat_template = use_chat_template
+        self.system_prompt = system_prompt
         self.dynamic_sampling = dynamic_sampling
         self.val_source = val_source
         self.val_batch_size = val_batch_size
@@ -161,11 +167,13 @@ class RolloutDataModule(LightningDataModule):
 
     def format_prompt(self, question: str) -> str:
         assert self.tokenizer is not None
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         if self.use_chat_template and self.tokenizer.chat_template:
             return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+                system + [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
             )
-        return self.prompt_template.format(question=question)
+        text = self.prompt_template.format(question=question)
+        return f"{self.system_prompt}\n\n{text}" if self.system_prompt else text
 
     def setup(self, stage: str) -> None:
         if not self.tokenizer_name:

@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lightning_grpo.cli import GRPOCLI, main
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
-from real_shapes import QWEN2_VOCAB_SIZE, QWEN_DEFAULT_SYSTEM, save_qwen2_like
+from tests.real_shapes import QWEN2_VOCAB_SIZE, QWEN_DEFAULT_SYSTEM, save_qwen2_like
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

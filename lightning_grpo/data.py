@@ -179,6 +179,8 @@ class RolloutDataModule(LightningDataModule):
         if not self.tokenizer_name:
             raise ValueError("no tokenizer given: set data.tokenizer (the CLI links model.model_name_or_path)")
         self.tokenizer = load_tokenizer(self.tokenizer_name)
+        for fn in self.composer.functions:
+            fn.setup()  # e.g. MathReward's verifier worker pool, before the first rollout instead of in it
         _ = self.prompts_per_rank  # validates divisibility early
         self.max_prompt_tokens = self._context_length() - self.sampling.max_new_tokens
         if self.max_prompt_tokens < 1:

@@ -154,7 +154,7 @@ def test_recipe_trains_two_steps_on_cpu_at_the_real_vocabulary_size(
     trainer, policy, data = cli.trainer, cli.model.policy, cli.datamodule
     assert trainer.global_step == 2 * written["model"]["updates_per_rollout"]
     assert policy.get_output_embeddings().weight.shape[0] == QWEN2_VOCAB_SIZE
-    assert data.sampler.group_size == written["data"]["group_size"]
+    assert data.group_size == written["data"]["group_size"]
     # the recipe's system prompt replaced the chat template's default system turn
     prompt = data.datasets["train"][0]["prompt"]
     assert prompt.startswith(f"<|im_start|>system\n{written['data']['system_prompt']}<|im_end|>\n<|im_start|>user\n")

@@ -23,6 +23,7 @@ from typing import Any
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressBar, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
@@ -203,6 +204,14 @@ class RichStepProgressBar(_CountsOptimizerSteps, RichProgressBar):
         width = max(len(TRAIN_DESCRIPTION), len(self.validation_description))
         return f"{TRAIN_DESCRIPTION:{width}}"
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        # A resumed run starts mid-epoch (the prompt stream is one endless epoch): Lightning calls no
+        # on_train_epoch_start then, so the bar is set up here, at the step the run starts from.
+        if self.progress is not None and self.train_progress_bar_id is None:
+            self._initialize_train_progress_bar_id()
+        self._update(self.train_progress_bar_id, trainer.global_step)
+
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_epoch_start(trainer, pl_module)
         self._update(self.train_progress_bar_id, trainer.global_step)
@@ -218,9 +227,19 @@ class RichStepProgressBar(_CountsOptimizerSteps, RichProgressBar):
 class TQDMStepProgressBar(_CountsOptimizerSteps, TQDMProgressBar):
     """Lightning's tqdm bar, counting optimizer steps up to ``max_steps`` instead of batches per epoch."""
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        # A resumed run starts mid-epoch (the prompt stream is one endless epoch): Lightning calls no
+        # on_train_epoch_start then, so the bar is set up here, at the step the run starts from.
+        self._show_steps(trainer)
+
     def on_train_epoch_start(self, trainer: Trainer, *_: Any) -> None:
         super().on_train_epoch_start(trainer)
+        self._show_steps(trainer)
+
+    def _show_steps(self, trainer: Trainer) -> None:
         bar = self.train_progress_bar
+        bar.total = convert_inf(self.total_train_batches)
         bar.set_description(TRAIN_DESCRIPTION)
         bar.initial = trainer.global_step  # the rate counts this run's steps
         if not bar.disable:

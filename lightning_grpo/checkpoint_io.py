@@ -57,6 +57,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     remove_stale_temp_files(path)
     fd, temp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes the file private (0600); a checkpoint gets open()'s mode
+            os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
@@ -67,6 +69,19 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
             os.unlink(temp)
         raise
     _fsync_directory(path.parent)
+
+
+def default_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: 0o666 less the process umask."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)  # no /proc: read the umask by setting it (and put it back at once)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def remove_stale_temp_files(path: Path) -> list[Path]:

@@ -44,6 +44,14 @@ def test_save_load_round_trip_and_no_temp_left(tmp_path: Path) -> None:
         io.save_checkpoint({}, target, storage_options={"x": 1})
 
 
+def test_checkpoint_gets_the_mode_of_any_new_file(tmp_path: Path) -> None:
+    """Not mkstemp's private 0600: others in the group can read a checkpoint as they can any file."""
+    target, plain = tmp_path / "last.ckpt", tmp_path / "plain.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": 1}, target)
+    torch.save({"step": 1}, plain)
+    assert (target.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
+
+
 def test_failed_serialisation_keeps_previous_file_and_cleans_up(tmp_path: Path) -> None:
     io = AtomicCheckpointIO()
     target = tmp_path / "last.ckpt"

@@ -230,6 +230,7 @@ class RolloutDataModule(LightningDataModule):
         return self.trainer.global_rank if self.trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
+        _require_an_end(self.trainer)
         stream = PromptStream(
             self.datasets["train"], self.prompts_per_rank, self.seed, self.rank, self.world_size, self.collate,
             next_batch=lambda: self.batches_consumed,
@@ -361,4 +362,19 @@ class RolloutDataModule(LightningDataModule):
         self.rollouts_sampled = int(state_dict["rollouts_sampled"])
         self.batches_consumed = int(state_dict.get("batches_consumed", 0))
         self.extra_batches_consumed = int(state_dict.get("extra_batches_consumed", 0))
+
+
+def _require_an_end(trainer: Any) -> None:
+    """The prompt stream is endless: a fit needs max_steps (or a batch limit per epoch, or max_time)."""
+    if trainer is None or trainer.max_steps >= 0:
+        return
+    from lightning.pytorch.callbacks import Timer
+
+    batch_limit = isinstance(trainer.limit_train_batches, int) and trainer.max_epochs not in (None, -1)
+    if not batch_limit and not any(isinstance(c, Timer) for c in trainer.callbacks):
+        raise ValueError(
+            "trainer.max_steps is not set, but the training prompts are an endless stream (each data epoch "
+            "a new permutation), so the run would not end: set trainer.max_steps (optimizer steps), or "
+            "trainer.max_time, or trainer.limit_train_batches with trainer.max_epochs"
+        )
 

@@ -18,7 +18,6 @@ gradient norms at rtol 1e-5, parameters at atol 1e-5.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys

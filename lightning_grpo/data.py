@@ -321,10 +321,14 @@ class RolloutDataModule(LightningDataModule):
         """``params.num_samples`` completions per prompt of ``batch`` with the live policy, seeded by ``seed``.
 
         The global RNG is forked, so sampling leaves it as it was (training draws stay reproducible).
+        Sampling runs in the trainer's precision context, like the training forward.
         """
         policy = self.trainer.lightning_module.policy
         devices = [batch["input_ids"].device] if batch["input_ids"].is_cuda else []
-        with torch.random.fork_rng(devices=devices), gathered_for_generation(policy):
+        # The trainer's precision context (bf16 autocast under bf16-mixed), as in the training forward:
+        # the sampler then draws from the same numerics the loss sees, with a half-size KV cache.
+        precision = self.trainer.precision_plugin.forward_context()
+        with torch.random.fork_rng(devices=devices), gathered_for_generation(policy), precision:
             torch.manual_seed(seed)
             return self.sampler.sample(
                 policy, batch["input_ids"], batch["attention_mask"], params,

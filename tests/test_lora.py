@@ -164,6 +164,11 @@ def test_resume_after_a_lora_checkpoint_is_bitwise(tiny_model_dir: Path, tmp_pat
         assert torch.equal(value, resumed_state[name]), name
     at_three = {k[len("policy."):]: v for k, v in state["state_dict"].items()}
     assert any(not torch.equal(at_three[k], full_state[k]) for k in at_three)  # it kept learning after step 3
+    # The adapter checkpoint cannot silently load into a run without the adapter (or vice versa).
+    plain = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.04))
+    plain.configure_model()
+    with pytest.raises(KeyError, match="model.peft"):
+        plain.load_state_dict(state["state_dict"], strict=False)
 
 
 def test_cli_accepts_a_lora_config_by_class_path(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -288,13 +288,15 @@ class ParameterSummary(ModelSummary):
         lines = [" | ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in [header, *rows]]
         lines.insert(1, "-+-".join("-" * w for w in widths))
         frozen = total_parameters - trainable_parameters
+        def count(n: float) -> str:
+            return get_human_readable_count(int(n)).strip()
+
         lines.append(
-            f"Parameters: {get_human_readable_count(int(trainable_parameters))} trainable, "
-            f"{get_human_readable_count(int(frozen))} frozen, {get_human_readable_count(int(total_parameters))} "
-            f"total ({model_size:,.1f} MB)"
+            f"Parameters: {count(trainable_parameters)} trainable, {count(frozen)} frozen, "
+            f"{count(total_parameters)} total ({model_size:,.1f} MB)"
         )
         if total_flops:
-            lines.append(f"FLOPs per example: {get_human_readable_count(total_flops)}")
+            lines.append(f"FLOPs per example: {count(total_flops)}")
         rank_zero_info("\n" + "\n".join(lines))
 
 

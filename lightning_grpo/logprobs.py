@@ -37,10 +37,14 @@ def _blocks(rows: int, vocab: int, chunk_rows: int) -> list[slice]:
 
 
 class _CompletionLogProbs(torch.autograd.Function):
-    """log softmax(logits / T)[target] [R] of flat logits [R, V], and the entropy [R] (value only) if asked."""
+    """log softmax(logits / T)[target] [R] of flat logits [R, V], and the entropy [R] if asked.
+
+    The entropy is value-only unless ``entropy_grad``: then backward adds its gradient,
+    dH/dx_v = −p_v (log p_v + H) for x = logits / T (an entropy bonus needs it).
+    """
 
     @staticmethod
-    def forward(ctx, logits: Tensor, targets: Tensor, temperature: float, chunk_rows: int, with_entropy: bool):  # type: ignore[override]
+    def forward(ctx, logits: Tensor, targets: Tensor, temperature: float, chunk_rows: int, with_entropy: bool, entropy_grad: bool = False):  # type: ignore[override]
         rows, vocab = logits.shape
         log_z = torch.empty(rows, dtype=torch.float32, device=logits.device)  # [R]
         logp = torch.empty(rows, dtype=torch.float32, device=logits.device)  # [R]
@@ -53,26 +57,43 @@ class _CompletionLogProbs(torch.autograd.Function):
             if with_entropy:
                 probs = torch.sub(x, z).exp_()  # [b, V]
                 entropy[block] = z.squeeze(-1) - probs.mul_(x).sum(dim=-1)  # H = log Z − Σ p · x
-        ctx.save_for_backward(logits, targets, log_z)
-        ctx.temperature, ctx.chunk_rows = temperature, chunk_rows
-        ctx.mark_non_differentiable(entropy)
+        entropy_grad = entropy_grad and with_entropy
+        ctx.save_for_backward(logits, targets, log_z, entropy if entropy_grad else entropy[:0])
+        ctx.temperature, ctx.chunk_rows, ctx.entropy_grad = temperature, chunk_rows, entropy_grad
+        ctx.set_materialize_grads(False)
+        if not entropy_grad:
+            ctx.mark_non_differentiable(entropy)
         return logp, entropy
 
     @staticmethod
-    def backward(ctx, grad_logp: Tensor, grad_entropy: Tensor):  # type: ignore[override]
-        logits, targets, log_z = ctx.saved_tensors
+    def backward(ctx, grad_logp: Tensor | None, grad_entropy: Tensor | None):  # type: ignore[override]
+        logits, targets, log_z, entropy = ctx.saved_tensors
         temperature = ctx.temperature
         rows, vocab = logits.shape
-        # d logp / d logits = (onehot(target) − softmax(logits / T)) / T, written block by block.
+        if not ctx.entropy_grad:
+            grad_entropy = None
+        if grad_logp is None and grad_entropy is None:
+            return None, None, None, None, None, None
+        # d logp / d x = onehot(target) − p;  d H / d x = −p (log p + H);  x = logits / T.
         grad = torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)  # [R, V]
-        upstream = grad_logp.float().unsqueeze(-1)  # [R, 1]
+        upstream = grad_logp.float().unsqueeze(-1) if grad_logp is not None else None  # [R, 1]
+        upstream_h = grad_entropy.float().unsqueeze(-1) if grad_entropy is not None else None  # [R, 1]
         for block in _blocks(rows, vocab, ctx.chunk_rows):
             out = grad[block]  # [b, V]
-            torch.sub(_scaled(logits[block], temperature), log_z[block].unsqueeze(-1), out=out).exp_()
-            out.mul_(-upstream[block]).scatter_add_(-1, targets[block].unsqueeze(-1), upstream[block])
+            torch.sub(_scaled(logits[block], temperature), log_z[block].unsqueeze(-1), out=out)  # log p
+            if upstream_h is not None:
+                # weight = −g_H (log p + H) − g_logp, then out = p · weight
+                weight = (out + entropy[block].unsqueeze(-1)).mul_(-upstream_h[block])  # [b, V]
+                if upstream is not None:
+                    weight.sub_(upstream[block])
+                out.exp_().mul_(weight)
+            else:
+                out.exp_().mul_(-upstream[block])
+            if upstream is not None:
+                out.scatter_add_(-1, targets[block].unsqueeze(-1), upstream[block])
         if temperature != 1.0:
             grad.div_(temperature)
-        return grad.to(logits.dtype), None, None, None, None
+        return grad.to(logits.dtype), None, None, None, None, None
 
 
 def completion_logprobs(
@@ -83,9 +104,11 @@ def completion_logprobs(
     temperature: float = 1.0,
     chunk_size: int = 64,
     with_entropy: bool = True,
+    entropy_grad: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
-    """log π(token) [B, Tc] (graph-connected when grad is on) and token entropy [B, Tc] (detached, nats).
+    """log π(token) [B, Tc] (graph-connected when grad is on) and token entropy [B, Tc] (nats).
 
+    The entropy is detached unless ``entropy_grad`` (then graph-connected, for an entropy bonus).
     ``chunk_size`` bounds the completion positions (of all B rows) per block of float32 work.
     """
     batch, completion_len = input_ids.shape[0], input_ids.shape[1] - prompt_length
@@ -107,6 +130,7 @@ def completion_logprobs(
         temperature,
         max(1, chunk_size) * batch,
         with_entropy,
+        entropy_grad,
     )
     logp = logp.view(batch, completion_len)  # [B, Tc]
     return logp, (entropy.view(batch, completion_len) if with_entropy else None)

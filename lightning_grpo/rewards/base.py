@@ -50,6 +50,13 @@ class RewardFunction:
     def score_one(self, prompt: str, completion: str, gold: str, metadata: dict[str, Any]) -> float:
         raise NotImplementedError(f"{type(self).__name__} implements neither score nor score_one")
 
+    def bind(self, functions: list[RewardFunction]) -> None:
+        """Called once by :class:`RewardComposer` with all the run's reward functions, in scoring order.
+
+        A function that reads another's verdict (e.g. ``AGPOLengthReward``) finds it here and refuses
+        a bad configuration at startup. Default: nothing.
+        """
+
     def counters(self) -> dict[str, float]:
         """Counters to log (e.g. verifier timeouts); reset by the caller's reading them."""
         return {}
@@ -81,6 +88,8 @@ class RewardComposer:
             raise ValueError(f"on_error must be 'raise' or 'zero', got {on_error!r}")
         self.functions = functions
         self.on_error = on_error
+        for fn in functions:
+            fn.bind(functions)
         self.error_counts = {f.name: 0 for f in functions}
 
     @property

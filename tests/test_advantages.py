@@ -51,6 +51,29 @@ def test_group_normalized_rejects_bad_input():
         GroupNormalized(eps=-1.0)
 
 
+def test_min_group_size_and_singleton_groups():
+    # A group baseline needs G >= 2; verl's convention for a group of one is mean 0, std 1.
+    assert GroupNormalized().min_group_size == 2 and AGPOAdvantage().min_group_size == 2
+    assert MeanCentered().min_group_size == 2
+    singles = torch.tensor([[1.0], [0.0], [3.0]])
+    with pytest.raises(ValueError, match="allow_singleton_groups"):
+        GroupNormalized()(singles)
+    est = GroupNormalized(allow_singleton_groups=True)
+    assert est.min_group_size == 1
+    out = est(singles)
+    torch.testing.assert_close(out.values, singles / (1 + EPS))  # r / (1 + eps), not 0
+    assert out.keep.all() and out.metrics["zero_variance_frac"].item() == 0.0
+    torch.testing.assert_close(MeanCentered(allow_singleton_groups=True)(singles).values, singles)
+    # batch scale: r / (std over the batch + eps); std of [1, 0, 3] = √(7/3)
+    torch.testing.assert_close(
+        GroupNormalized(scale="batch", allow_singleton_groups=True)(singles).values, singles / (math.sqrt(7 / 3) + EPS)
+    )
+    # groups of G >= 2 are unchanged by the option
+    torch.testing.assert_close(est(REWARDS).values, GroupNormalized()(REWARDS).values)
+    # float64 rewards stay float64 (the reference tests compare to 1e-9)
+    assert GroupNormalized()(REWARDS.double()).values.dtype == torch.float64
+
+
 def test_mean_centered():
     # [[1,0,0,1],[2,2,2,2],[3,0,0,0]] − row means [0.5, 2, 0.75]
     rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [2.0, 2.0, 2.0, 2.0], [3.0, 0.0, 0.0, 0.0]])
@@ -100,7 +123,7 @@ def test_agpo_custom_range_and_atol():
     # r_max = 2, r_min = −1; group [2, 2+1e-9] is flat within atol → +1; [−1, −1] → −1; [0, 0] → 0.
     rewards = torch.tensor([[2.0, 2.0 + 1e-9], [-1.0, -1.0], [0.0, 0.0]], dtype=torch.float64)
     out = AGPOAdvantage(r_max=2.0, r_min=-1.0, atol=1e-6)(rewards)
-    torch.testing.assert_close(out.values, torch.tensor([[1.0, 1.0], [-1.0, -1.0], [0.0, 0.0]]))
+    torch.testing.assert_close(out.values, torch.tensor([[1.0, 1.0], [-1.0, -1.0], [0.0, 0.0]], dtype=torch.float64))
 
 
 def test_agpo_uses_correctness_for_zero_variance():

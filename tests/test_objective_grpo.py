@@ -45,22 +45,28 @@ PER_TOKEN_GRAD = [[0.0, -1.0, -0.5], [1.5, 0.0, 0.0]]
 
 
 @pytest.mark.parametrize(
-    "aggregation, expected_loss, grad_scale",
+    "aggregation, loss_scale_factor, expected_loss, grad_scale",
     [
         # row means: −2.7/3 = −0.9 and 2.3/2 = 1.15; mean over n = 2 → 0.125.
         # grad of a row-i token: per-token grad / |o_i| / n
-        ("seq_mean_token_mean", 0.125, [[1 / 6] * 3, [1 / 4] * 3]),
+        ("seq_mean_token_mean", None, 0.125, [[1 / 6] * 3, [1 / 4] * 3]),
         # −0.4 / N (=5)
-        ("token_mean", -0.08, [[1 / 5] * 3, [1 / 5] * 3]),
+        ("token_mean", None, -0.08, [[1 / 5] * 3, [1 / 5] * 3]),
         # −0.4 / n (=2)
-        ("seq_mean_token_sum", -0.2, [[1 / 2] * 3, [1 / 2] * 3]),
+        ("seq_mean_token_sum", None, -0.2, [[1 / 2] * 3, [1 / 2] * 3]),
         # −0.4 / (n · L_max) = −0.4 / 8
-        ("constant_norm", -0.05, [[1 / 8] * 3, [1 / 8] * 3]),
+        ("constant_norm", None, -0.05, [[1 / 8] * 3, [1 / 8] * 3]),
+        # verl's loss_scale_factor K replaces L_max: −0.4 / (2 · 5)
+        ("constant_norm", 5.0, -0.04, [[1 / 10] * 3, [1 / 10] * 3]),
+        # verl's token-sum: no normaliser at all
+        ("token_sum", None, -0.4, [[1.0] * 3, [1.0] * 3]),
+        # a loss_scale_factor does not touch the other modes
+        ("token_mean", 5.0, -0.08, [[1 / 5] * 3, [1 / 5] * 3]),
     ],
 )
-def test_grpo_aggregations(aggregation, expected_loss, grad_scale):
+def test_grpo_aggregations(aggregation, loss_scale_factor, expected_loss, grad_scale):
     inputs, logp = make_inputs(RATIOS, LOGP, ADV, MASK, NORM)
-    loss, metrics = GRPO(beta=0.0, aggregation=aggregation)(inputs)
+    loss, metrics = GRPO(beta=0.0, aggregation=aggregation, loss_scale_factor=loss_scale_factor)(inputs)
     loss.backward()
     assert loss.item() == pytest.approx(expected_loss, abs=1e-12)
     expected_grad = torch.tensor(PER_TOKEN_GRAD, dtype=torch.float64) * torch.tensor(grad_scale, dtype=torch.float64)
@@ -130,13 +136,48 @@ def test_grpo_k3_kl():
 def test_grpo_kl_ratio_weighted():
     # ρ = 2 on the single token, δ = ref − logp = ln 2 → k3 = 1 − ln 2; TRL's form multiplies by ρ:
     # β ρ k3 = 0.1 · 2 · (1 − ln 2). Surrogate with Â = 0 is 0.
+    # Gradient: d(ρ k3)/dlogp = ρ k3 + ρ (1 − e^δ) = 2 (1 − ln 2) − 2 = −2 ln 2 (ρ keeps its gradient,
+    # dρ/dlogp = ρ); a detached ρ would give ρ (1 − e^δ) = −2 instead, with the same value.
     norm = Normalizers(num_sequences=1, num_tokens=1, max_length=1)
-    inputs, _ = make_inputs([[2.0]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
-    loss, _ = GRPO(beta=0.1, kl_ratio_weighted=True)(inputs)
+    inputs, logp = make_inputs([[2.0]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
+    loss, metrics = GRPO(beta=0.1, kl_ratio_weighted=True)(inputs)
+    loss.backward()
     assert loss.item() == pytest.approx(0.2 * (1 - math.log(2.0)))
-    inputs, _ = make_inputs([[2.0]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
+    assert logp.grad.item() == pytest.approx(-0.2 * math.log(2.0))
+    assert metrics["kl"].item() == pytest.approx(2 * (1 - math.log(2.0)))  # TRL logs the weighted kl
+    inputs, logp = make_inputs([[2.0]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
     loss, _ = GRPO(beta=0.1)(inputs)
+    loss.backward()
     assert loss.item() == pytest.approx(0.1 * (1 - math.log(2.0)))
+    assert logp.grad.item() == pytest.approx(0.1 * (1 - 2.0))  # d k3 / dlogp = 1 − e^δ
+
+
+# One token, on-policy, Â = 0 (the surrogate is 0), β = 0.1, δ = ref − logp = 0.5:
+#   k1 = −δ, dk1/dlogp = +1 (a flipped sign would give +δ and −1)
+#   k2 = δ²/2, dk2/dlogp = −δ
+#   k3 = e^δ − δ − 1, dk3/dlogp = 1 − e^δ
+#   k1+ / k3+ (verl): the value of k1 / k3, the gradient of k2
+_D = 0.5
+
+
+@pytest.mark.parametrize(
+    "estimator, value, grad",
+    [
+        ("k1", -_D, 1.0),
+        ("k2", _D**2 / 2, -_D),
+        ("k3", math.exp(_D) - _D - 1, 1 - math.exp(_D)),
+        ("k1+", -_D, -_D),
+        ("k3+", math.exp(_D) - _D - 1, -_D),
+    ],
+)
+def test_kl_estimators_value_and_gradient(estimator, value, grad):
+    norm = Normalizers(num_sequences=1, num_tokens=1, max_length=1)
+    inputs, logp = make_inputs([[1.0]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + _D]])
+    loss, metrics = GRPO(beta=0.1, kl_estimator=estimator)(inputs)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.1 * value, abs=1e-12)
+    assert logp.grad.item() == pytest.approx(0.1 * grad, abs=1e-12)
+    assert metrics["kl"].item() == pytest.approx(value, abs=1e-12)
 
 
 def test_grpo_needs_ref_when_beta_positive():
@@ -153,6 +194,10 @@ def test_grpo_needs_ref_when_beta_positive():
         ({"epsilon_high": -2.0}, "-2.0"),
         ({"beta": -1.0}, "-1.0"),
         ({"dual_clip": 0.5}, "0.5"),
+        ({"aggregation": "sum"}, "'sum'"),
+        ({"kl_estimator": "k4"}, "'k4'"),
+        ({"kl_estimator": "k2+"}, "'k2\\+'"),
+        ({"loss_scale_factor": 0.0}, "0.0"),
     ],
 )
 def test_grpo_rejects_bad_hyperparameters(kwargs, match):
@@ -160,7 +205,9 @@ def test_grpo_rejects_bad_hyperparameters(kwargs, match):
         GRPO(**kwargs)
 
 
-@pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum", "constant_norm"])
+@pytest.mark.parametrize(
+    "aggregation", ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum", "constant_norm", "token_sum"]
+)
 def test_grpo_micro_batch_additivity(aggregation):
     # Splitting the rows into two micro-batches with the same global Normalizers gives the same total
     # loss and the same gradient as one pass (ALGORITHMS.md §1).
@@ -173,7 +220,7 @@ def test_grpo_micro_batch_additivity(aggregation):
     lengths = torch.tensor([5, 3, 1, 4, 0, 2])
     mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).double()
     norm = Normalizers(num_sequences=float((lengths > 0).sum()), num_tokens=float(mask.sum()), max_length=float(t))
-    objective = GRPO(beta=0.05, aggregation=aggregation, dual_clip=3.0)
+    objective = GRPO(beta=0.05, aggregation=aggregation, dual_clip=3.0, kl_ratio_weighted=True)
 
     def run(rows):
         inputs = ObjectiveInputs(logp=logp[rows], old_logp=old[rows], advantages=adv[rows], mask=mask[rows],

@@ -18,6 +18,7 @@ from lightning_grpo.objectives import (
     GTPO,
     RGRA,
     DrGRPO,
+    EntropyBonus,
     Normalizers,
     Objective,
     ObjectiveInputs,
@@ -187,6 +188,24 @@ def test_dr_grpo_defaults_and_values():
     torch.testing.assert_close(grad, t([[-1 / 8] * 3, [1 / 8, 0.0, 0.0]]))
 
 
+def test_dr_grpo_asymmetric_clip():
+    # TRL's dr_grpo with epsilon_high: Â = +1, ρ = [1.25, 1.3], Â = −1, ρ = [0.85, 0.75]; ε = 0.2, ε_high = 0.28.
+    # Â > 0: 1.25 kept (grad −1.25), 1.3 → 1.28 (grad 0); symmetric ε would clip 1.25 too.
+    # Â < 0: L = −min(−ρ, −clip(ρ)) = max(ρ, clip(ρ)): 0.85 kept (grad +0.85), 0.75 → 0.8 (grad 0).
+    # constant_norm, n = 2, L_max = 2: Σ M·L = −1.25 − 1.28 + 0.85 + 0.8 = −0.88 → −0.88 / 4.
+    norm = Normalizers(num_sequences=2, num_tokens=4, max_length=2)
+    log_ratio = [[math.log(1.25), math.log(1.3)], [math.log(0.85), math.log(0.75)]]
+    inputs, logp = make_inputs(log_ratio, [[-1.0] * 2] * 2, [1.0, -1.0], [[1.0] * 2] * 2, norm)
+    loss, grad, metrics = loss_and_grad(DrGRPO(epsilon=0.2, epsilon_high=0.28), inputs, logp)
+    assert loss.item() == pytest.approx(-0.88 / 4)
+    torch.testing.assert_close(grad, t([[-1.25 / 4, 0.0], [0.85 / 4, 0.0]]))
+    assert metrics["clip_frac_high"].item() == pytest.approx(0.25)
+    assert metrics["clip_frac_low"].item() == pytest.approx(0.25)
+    inputs, logp = make_inputs(log_ratio, [[-1.0] * 2] * 2, [1.0, -1.0], [[1.0] * 2] * 2, norm)
+    _, grad_sym, _ = loss_and_grad(DrGRPO(epsilon=0.2), inputs, logp)
+    torch.testing.assert_close(grad_sym, t([[0.0, 0.0], [0.85 / 4, 0.0]]))
+
+
 # --------------------------------------------------------------------------------------- GSPO
 
 
@@ -203,9 +222,44 @@ def test_gspo_hand_values():
     s = math.exp(-0.1)
     assert loss.item() == pytest.approx((s - 1.2) / 2)
     torch.testing.assert_close(grad, t([[s / 4, s / 4, 0.0], [0.0, 0.0, 0.0]]))
-    # row 1's two loss tokens are clipped high: 2/N = 0.5
+    # row 1's two loss tokens are clipped high: 2/N = 0.5; one of the n = 2 sequences
     assert metrics["clip_frac_high"].item() == pytest.approx(0.5)
     assert metrics["clip_frac_low"].item() == 0.0
+    assert metrics["clip_frac_high_seq"].item() == pytest.approx(0.5)
+    assert metrics["clip_frac_low_seq"].item() == 0.0
+
+
+def test_gspo_token_mean_and_sequence_metrics():
+    # Three rows, ε = 0.2: row 0 Â = −1, s = e^−0.3 = 0.741 < 0.8 (clipped low, 1 token);
+    # row 1 Â = −1, log ρ = [−0.1, −0.1, −0.1] → s = e^−0.1 (kept, 3 tokens); row 2 Â = +2, s = 1 (kept, 2 tokens).
+    # token_mean over N = 6: L_t = s_i·(−Â) per token unless clipped (then 0.8·(−Â) = 0.8):
+    #   Σ = 0.8 + 3 e^−0.1 − 2·2·1 → /6; gradient per unclipped token −Â s / N.
+    norm = Normalizers(num_sequences=3, num_tokens=6, max_length=3)
+    log_ratio = [[-0.3, 0.0, 0.0], [-0.1] * 3, [0.0, 0.0, 0.0]]
+    mask = [[1.0, 0, 0], [1.0] * 3, [1.0, 1.0, 0]]
+    inputs, logp = make_inputs(log_ratio, [[-1.0] * 3] * 3, [-1.0, -1.0, 2.0], mask, norm)
+    loss, grad, metrics = loss_and_grad(GSPO(0.2, 0.2, aggregation="token_mean"), inputs, logp)
+    s1 = math.exp(-0.1)
+    assert loss.item() == pytest.approx((0.8 + 3 * s1 - 4) / 6)
+    torch.testing.assert_close(grad, t([[0.0, 0, 0], [s1 / 6] * 3, [-2 / 6, -2 / 6, 0]]))
+    assert metrics["clip_frac_low"].item() == pytest.approx(1 / 6)  # tokens
+    assert metrics["clip_frac_low_seq"].item() == pytest.approx(1 / 3)  # sequences
+    assert metrics["clip_frac_high_seq"].item() == 0.0
+
+
+def test_gspo_ratio_weighted_kl_uses_the_sequence_ratio_with_its_gradient():
+    # One row of two tokens, Â = 0, log ρ = [0.2, 0.4] → s = e^0.3; δ = ref − logp = [ln 2, 0] → k3 = [1 − ln 2, 0].
+    # seq_mean_token_mean: loss = β s (k3_0 + k3_1)/2. d/dlogp_t: β [∂s/∂logp_t · Σk3/2 + s ∂k3_t/∂logp_t / 2]
+    # with ∂s/∂logp_t = s/2 and ∂k3/∂logp = 1 − e^δ = [−1, 0].
+    beta, s = 0.1, math.exp(0.3)
+    norm = Normalizers(num_sequences=1, num_tokens=2, max_length=2)
+    ref = [[-1.0 + math.log(2.0), -1.0]]
+    inputs, logp = make_inputs([[0.2, 0.4]], [[-1.0, -1.0]], [0.0], [[1.0, 1.0]], norm, ref_logp=ref)
+    loss, grad, metrics = loss_and_grad(GSPO(beta=beta, kl_ratio_weighted=True), inputs, logp)
+    k = 1 - math.log(2.0)
+    assert loss.item() == pytest.approx(beta * s * k / 2)
+    torch.testing.assert_close(grad, t([[beta * (s / 2 * k / 2 - s / 2), beta * (s / 2 * k / 2)]]))
+    assert metrics["kl"].item() == pytest.approx(s * k / 2)
 
 
 def test_gspo_gradient_is_sequence_level():
@@ -259,6 +313,24 @@ def test_cispo_hand_values():
     assert loss.item() == pytest.approx(3.5)
     torch.testing.assert_close(grad, t([[-1 / 3, -5 / 3], [1 / 3, 0.0]]))
     assert metrics["clip_frac"].item() == pytest.approx(1 / 3)
+    assert metrics["clip_frac_high"].item() == pytest.approx(1 / 3)  # the capped token has Â > 0
+
+
+def test_cispo_two_sided_clip_and_both_clip_fractions():
+    # verl's two-sided clip, w = clip(ρ, 0.8, 1.2), token_mean over N = 4:
+    # row 0 Â = −1, ρ = [1.5, 0.5] → w = [1.2, 0.8], logp = [−1, −2]: L = −wÂ logp = [−1.2, −1.6]
+    # row 1 Â = +2, ρ = [1.1, 0.6] → w = [1.1, 0.8], logp = [−0.5, −1]: L = [1.1, 1.6]
+    # loss = (−1.2 − 1.6 + 1.1 + 1.6)/4 = −0.025; grads −wÂ/N = [0.3, 0.2], [−0.55, −0.4] — clipped
+    # weights still carry gradient (CISPO's point).
+    norm = Normalizers(num_sequences=2, num_tokens=4, max_length=2)
+    log_ratio = [[math.log(1.5), math.log(0.5)], [math.log(1.1), math.log(0.6)]]
+    inputs, logp = make_inputs(log_ratio, [[-1.0, -2.0], [-0.5, -1.0]], [-1.0, 2.0], [[1.0] * 2] * 2, norm)
+    loss, grad, metrics = loss_and_grad(CISPO(epsilon_min=0.8, epsilon_max=1.2), inputs, logp)
+    assert loss.item() == pytest.approx(-0.025)
+    torch.testing.assert_close(grad, t([[0.3, 0.2], [-0.55, -0.4]]))
+    # verl's pg_clipfrac: any clipped weight, any Â (3 of 4); TRL's cispo_clip_ratio: ρ > ε_max with Â > 0 (none)
+    assert metrics["clip_frac"].item() == pytest.approx(0.75)
+    assert metrics["clip_frac_high"].item() == 0.0
 
 
 # --------------------------------------------------------------------------------------- GMPO
@@ -279,6 +351,9 @@ def test_gmpo_hand_values():
     assert loss.item() == pytest.approx((-1 + 2 * e) / 2)
     torch.testing.assert_close(grad, t([[0.0, -1 / 6, -1 / 6], [e / 2, 0.0, 0.0]]))
     assert metrics["clip_frac"].item() == pytest.approx(0.4)
+    # verl's definitions: any log-ratio outside [−0.4, 0.4], split by the advantage's sign: 2 + 2 of 5
+    assert metrics["out_of_range_frac_pos"].item() == pytest.approx(0.4)
+    assert metrics["out_of_range_frac_neg"].item() == pytest.approx(0.4)
 
 
 def test_gmpo_on_policy_gradient_is_reinforce():
@@ -390,8 +465,48 @@ def test_agpo_pm_one_mixed_group_equals_zscore():
 # --------------------------------------------------------------------------------------- all objectives
 
 
+@pytest.mark.parametrize(
+    "factory",
+    [
+        pytest.param(lambda **k: GRPO(**k), id="GRPO"),
+        pytest.param(lambda **k: DAPO(**k), id="DAPO"),
+        pytest.param(lambda **k: DrGRPO(**k), id="DrGRPO"),
+        pytest.param(lambda **k: ABCGRPO(**k), id="ABCGRPO"),
+        pytest.param(lambda **k: CISPO(**k), id="CISPO"),
+        pytest.param(lambda **k: GSPO(**k), id="GSPO"),
+        pytest.param(lambda **k: GMPO(**k), id="GMPO"),
+    ],
+)
+def test_ratio_weighted_kl_on_every_objective(factory):
+    # One token, Â = 0 (every surrogate is 0), ρ = 2, δ = ref − logp = ln 2, β = 0.1, one sequence so
+    # every aggregation is the token itself (constant_norm: L_max = 1). ρ k3 has value 2 (1 − ln 2) and,
+    # ρ keeping its gradient, d/dlogp = ρ k3 + ρ (1 − e^δ) = −2 ln 2.
+    norm = Normalizers(num_sequences=1, num_tokens=1, max_length=1)
+    inputs, logp = make_inputs([[math.log(2.0)]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
+    loss, grad, metrics = loss_and_grad(factory(beta=0.1, kl_ratio_weighted=True), inputs, logp)
+    assert loss.item() == pytest.approx(0.2 * (1 - math.log(2.0)))
+    assert grad.item() == pytest.approx(-0.2 * math.log(2.0))
+    assert metrics["kl"].item() == pytest.approx(2 * (1 - math.log(2.0)))
+
+
+def test_rgra_ratio_weighted_kl_is_on_policy():
+    # RGRA ignores logp_old: its weight is exp(logp − stopgrad logp) (value 1, gradient ∇logp), so with
+    # ρ = 2 in the inputs the value is k3 = 1 − ln 2 and the gradient k3 + (1 − e^δ) = −ln 2 (× β).
+    norm = Normalizers(num_sequences=1, num_tokens=1, max_length=1)
+    inputs, logp = make_inputs([[math.log(2.0)]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
+    loss, grad, _ = loss_and_grad(RGRA(beta=0.1, kl_ratio_weighted=True), inputs, logp)
+    assert loss.item() == pytest.approx(0.1 * (1 - math.log(2.0)))
+    assert grad.item() == pytest.approx(-0.1 * math.log(2.0))
+
+
 ALL = [
     pytest.param(lambda: GRPO(beta=0.04), id="GRPO"),
+    pytest.param(lambda: GRPO(beta=0.04, kl_ratio_weighted=True, entropy_bonus=EntropyBonus(coef=0.01)), id="GRPO-ratio-kl-entropy"),
+    pytest.param(lambda: GRPO(beta=0.04, aggregation="token_sum", kl_estimator="k3+"), id="GRPO-token_sum-k3+"),
+    pytest.param(lambda: GSPO(0.1, 0.1, beta=0.01, kl_ratio_weighted=True, aggregation="token_mean"), id="GSPO-ratio-kl"),
+    pytest.param(lambda: CISPO(epsilon_min=0.9, epsilon_max=1.1, entropy_bonus=EntropyBonus(coef=0.01, aggregation=None)), id="CISPO-two-sided-entropy"),
+    pytest.param(lambda: GMPO(beta=0.01, kl_ratio_weighted=True, entropy_bonus=EntropyBonus(coef=0.02)), id="GMPO-ratio-kl-entropy"),
+    pytest.param(lambda: GTPO(entropy_bonus=EntropyBonus(coef=0.02)), id="GTPO-entropy"),
     pytest.param(lambda: ABCGRPO(beta=0.01, epsilon_2=0.1), id="ABCGRPO"),
     pytest.param(lambda: ABCGRPO(aggregation="token_mean"), id="ABCGRPO-token_mean"),
     pytest.param(lambda: DAPO(), id="DAPO"),
@@ -449,6 +564,10 @@ def test_micro_batch_additivity(factory):
         (lambda: GSPO(epsilon_low=1.0), "1.0"),
         (lambda: GSPO(epsilon_high=-4e-4), "-0.0004"),
         (lambda: CISPO(epsilon_max=0.0), "0.0"),
+        (lambda: CISPO(epsilon_min=6.0), "6.0"),
+        (lambda: DrGRPO(epsilon_high=-0.1), "-0.1"),
+        (lambda: GSPO(aggregation="mean"), "'mean'"),
+        (lambda: GMPO(kl_estimator="k5"), "'k5'"),
         (lambda: GMPO(epsilon_low=-0.4), "-0.4"),
         (lambda: RGRA(beta=-0.005), "-0.005"),
         (lambda: GTPO(w_pos=-2.0), "-2.0"),
@@ -461,7 +580,7 @@ def test_rejects_bad_hyperparameters(factory, match):
         factory()
 
 
-@pytest.mark.parametrize("cls", [ABCGRPO, GSPO, CISPO, GMPO, RGRA, DAPO])
+@pytest.mark.parametrize("cls", [ABCGRPO, GSPO, CISPO, GMPO, RGRA, DAPO, DrGRPO])
 def test_beta_requires_reference(cls):
     logp, log_ratio, ref, adv, mask, norm = random_batch(seed=9)
     objective = cls(beta=0.1)

@@ -12,7 +12,9 @@ mutated file (with ``-x`` and a timeout), and records whether the tests failed (
 
 Mutations marked ``equivalent`` cannot change behaviour on one process (the reason is given); they
 are run and reported but left out of the kill rate. A mutation whose original text is not found
-(the code changed) is reported as "stale" so the list is kept up to date.
+(the code changed) is reported as "stale" so the list is kept up to date; a test run that breaks
+(pytest exit code other than 0 or 1) as "error". A run past the timeout counts as killed (the
+mutant made the tests hang). Run it with the project's environment (``python -m pytest`` must work).
 """
 
 from __future__ import annotations
@@ -296,9 +298,10 @@ def run_one(work: Path, mutation: Mutation, timeout: float) -> tuple[str, float,
     start = time.perf_counter()
     try:
         result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
-        status = "survived" if result.returncode == 0 else "killed"
-        lines = [line for line in result.stdout.splitlines() if line.startswith("FAILED") or "passed" in line or "error" in line.lower()]
-        detail = lines[0][:160] if lines else f"exit {result.returncode}"
+        # pytest exits 0 when every test passed, 1 when some failed; anything else is a broken run
+        status = {0: "survived", 1: "killed"}.get(result.returncode, "error")
+        lines = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR")) or " passed" in line]
+        detail = lines[0][:160] if lines else f"exit {result.returncode}: {(result.stdout + result.stderr)[-300:]!r}"
     except subprocess.TimeoutExpired:
         status, detail = "killed", f"timeout after {timeout:.0f} s"
     finally:
@@ -325,7 +328,7 @@ def main() -> None:
             status, seconds, detail = run_one(work, mutation, args.timeout)
             results.append((mutation, status))
             print(f"[{i}/{len(selected)}] {status:8s} {seconds:6.1f}s {mutation.id:40s} {detail}", flush=True)
-    counted = [(m, s) for m, s in results if not m.equivalent and s != "stale"]
+    counted = [(m, s) for m, s in results if not m.equivalent and s not in ("stale", "error")]
     killed = sum(s == "killed" for _, s in counted)
     print(f"\nkilled {killed} of {len(counted)} behaviour-changing mutants ({100 * killed / max(len(counted), 1):.1f}%)")
     for m, s in results:

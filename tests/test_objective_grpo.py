@@ -210,7 +210,7 @@ def test_grpo_rejects_bad_hyperparameters(kwargs, match):
 )
 def test_grpo_micro_batch_additivity(aggregation):
     # Splitting the rows into two micro-batches with the same global Normalizers gives the same total
-    # loss and the same gradient as one pass (ALGORITHMS.md §1).
+    # loss and the same gradient as one pass (docs/algorithms.md §1).
     gen = torch.Generator().manual_seed(0)
     b, t = 6, 5
     logp = (-torch.rand(b, t, generator=gen, dtype=torch.float64) * 3).requires_grad_(True)

@@ -1,4 +1,4 @@
-"""Every objective beyond GRPO on hand-built tensors, and the oracles of ALGORITHMS.md."""
+"""Every objective beyond GRPO on hand-built tensors, and the oracles of docs/algorithms.md."""
 
 from __future__ import annotations
 

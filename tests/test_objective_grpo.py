@@ -93,6 +93,30 @@ def test_grpo_asymmetric_clip_ranges():
     assert metrics["clip_frac_low"].item() == pytest.approx(0.2)
 
 
+@pytest.mark.parametrize(
+    "ratio, adv, low, high",
+    [
+        # ε = 0.2: clip_frac_low counts ρ < 0.8 with Â < 0 only; clip_frac_high ρ > 1.2 with Â > 0 only
+        (0.7, -1.0, 1, 0),
+        (0.9, -1.0, 0, 0),  # inside (1 − ε, 1 + ε) with Â < 0: a bound at 1 + ε_low would count it
+        (1.1, -1.0, 0, 0),
+        (1.5, -1.0, 0, 0),  # above the range with Â < 0 is not clipped (PPO's unbounded side)
+        (0.7, 1.0, 0, 0),  # below the range with Â > 0 is not clipped
+        (1.1, 1.0, 0, 0),
+        (1.3, 1.0, 0, 1),
+        (1.3, 0.0, 0, 0),  # Â = 0 is on neither side
+        (0.7, 0.0, 0, 0),
+    ],
+)
+def test_grpo_clip_fractions_by_sign_and_bound(ratio, adv, low, high):
+    norm = Normalizers(num_sequences=1, num_tokens=2, max_length=2)
+    # the second token is padding with a ratio that would count on both sides
+    inputs, _ = make_inputs([[ratio, 0.5 if adv < 0 else 2.0]], [[-1.0, -1.0]], [adv], [[1.0, 0.0]], norm)
+    _, metrics = GRPO(beta=0.0)(inputs)
+    assert metrics["clip_frac_low"].item() == pytest.approx(low / 2)
+    assert metrics["clip_frac_high"].item() == pytest.approx(high / 2)
+
+
 def test_grpo_dual_clip():
     # One row, Â = −1, ρ = [4.0, 2.0], c = 3.
     # ρ = 4: plain L = −min(−4, −1.2) = 4; dual: min(c·|Â|, 4) = 3 → gradient 0.

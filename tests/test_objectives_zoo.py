@@ -588,3 +588,114 @@ def test_beta_requires_reference(cls):
     inputs = ObjectiveInputs(logp=logp, old_logp=logp - log_ratio, advantages=adv, mask=mask, normalizers=norm)
     with pytest.raises(ValueError, match="ref_logp"):
         objective(inputs)
+
+
+# --------------------------------------------------------------------------------------- shared options, every objective
+
+KL_OBJECTIVES = [
+    # (factory, the aggregation its KL term uses)
+    pytest.param(lambda **k: GRPO(**k), "seq_mean_token_mean", id="GRPO"),
+    pytest.param(lambda **k: DAPO(**k), "token_mean", id="DAPO"),
+    pytest.param(lambda **k: DrGRPO(**k), "constant_norm", id="DrGRPO"),
+    pytest.param(lambda **k: ABCGRPO(aggregation="seq_mean_token_sum", **k), "seq_mean_token_sum", id="ABCGRPO"),
+    pytest.param(lambda **k: CISPO(**k), "token_mean", id="CISPO"),
+    pytest.param(lambda **k: GSPO(aggregation="token_sum", **k), "token_sum", id="GSPO"),
+    pytest.param(lambda **k: GMPO(**k), "seq_mean_token_mean", id="GMPO"),
+    pytest.param(lambda **k: RGRA(**k), "seq_mean_token_mean", id="RGRA"),
+]
+
+
+@pytest.mark.parametrize("factory, aggregation", KL_OBJECTIVES)
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_kl_term_of_every_objective(factory, aggregation, estimator):
+    # On-policy with Â = 0 every surrogate and its gradient vanish, so the loss is β · aggregate(kl)
+    # with the objective's aggregation, and the gradient β · dkl/dlogp times that aggregation's weights.
+    logp, _, ref, _, mask, norm = random_batch(seed=11)
+    adv = torch.zeros(logp.shape[0], dtype=F64)
+    inputs, leaf = build(logp, torch.zeros_like(logp), ref, adv, mask, norm)
+    loss, grad, metrics = loss_and_grad(factory(beta=0.3, kl_estimator=estimator), inputs, leaf)
+    delta = ref - logp
+    kl, dkl = (-delta, torch.ones_like(delta)) if estimator == "k1" else (delta.exp() - delta - 1, 1 - delta.exp())
+    lengths = mask.sum(1, keepdim=True).clamp(min=1)
+    weights = {
+        "token_mean": mask / norm.num_tokens,
+        "seq_mean_token_mean": mask / lengths / norm.num_sequences,
+        "seq_mean_token_sum": mask / norm.num_sequences,
+        "constant_norm": mask / (norm.num_sequences * norm.max_length),
+        "token_sum": mask,
+    }[aggregation]
+    assert loss.item() == pytest.approx(0.3 * (kl * weights).sum().item(), abs=1e-12)
+    torch.testing.assert_close(grad, 0.3 * dkl * weights)
+    assert metrics["kl"].item() == pytest.approx(((kl * mask).sum() / norm.num_tokens).item())
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        pytest.param(lambda **k: GRPO(beta=0.05, **k), id="GRPO"),
+        pytest.param(lambda **k: DAPO(beta=0.05, **k), id="DAPO"),
+        pytest.param(lambda **k: DrGRPO(beta=0.05, **k), id="DrGRPO"),
+        pytest.param(lambda **k: ABCGRPO(beta=0.05, **k), id="ABCGRPO"),
+        pytest.param(lambda **k: CISPO(beta=0.05, **k), id="CISPO"),
+        pytest.param(lambda **k: GSPO(0.1, 0.1, beta=0.05, **k), id="GSPO"),
+        pytest.param(lambda **k: RGRA(beta=0.05, **k), id="RGRA"),
+    ],
+)
+def test_loss_scale_factor_replaces_max_length_in_every_term(factory):
+    # constant_norm with K = 7 on a batch whose budget is 5 equals constant_norm on a budget of 7:
+    # surrogate, KL and entropy bonus alike (value and gradient), and differs from budget 5.
+    logp, log_ratio, ref, adv, mask, norm = random_batch(seed=12, spread=0.4)
+    entropy = torch.rand(logp.shape, generator=torch.Generator().manual_seed(1), dtype=F64)
+    bonus = EntropyBonus(coef=0.1, aggregation=None)
+    budget7 = Normalizers(num_sequences=norm.num_sequences, num_tokens=norm.num_tokens, max_length=7.0)
+    results = []
+    for objective, normalizers in (
+        (factory(aggregation="constant_norm", loss_scale_factor=7.0, entropy_bonus=bonus), norm),
+        (factory(aggregation="constant_norm", entropy_bonus=bonus), budget7),
+        (factory(aggregation="constant_norm", entropy_bonus=bonus), norm),
+    ):
+        inputs, leaf = build(logp, log_ratio, ref, adv, mask, normalizers, entropy=entropy)
+        results.append(loss_and_grad(objective, inputs, leaf))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+    assert results[0][2]["entropy_loss"] == pytest.approx(results[1][2]["entropy_loss"])
+    assert (results[0][1] - results[2][1]).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize(
+    "options, conflict_weights",
+    [
+        # w_pos / w_neg on conflict tokens, each completion's weights ÷ max(1, #conflicts) unless conflict_norm off
+        (dict(w_pos=3.0, w_neg=0.5), None),
+        (dict(w_pos=3.0, w_neg=0.5, conflict_norm=False), None),
+        (dict(w_pos=1.0, w_neg=1.0, aggregation="sum"), None),
+        (dict(entropy_threshold=0.4, entropy_coef=0.5, aggregation="sum"), None),
+    ],
+)
+def test_gtpo_options_gradient(options, conflict_weights):
+    # The group of gtpo_group(): conflict positions c0 {0, 1, 3}, c1 {0, 1, 3}, c2 {1, 2}, c3 {1, 2}, c4 none.
+    ids, mask, adv, groups = gtpo_group()
+    objective = GTPO(**options)
+    w_pos, w_neg = objective.w_pos, objective.w_neg
+    conflicts = [[0, 1, 3], [0, 1, 3], [1, 2], [1, 2], []]
+    weights = torch.ones(5, 4, dtype=F64)
+    for i, positions in enumerate(conflicts):
+        for p in positions:
+            weights[i, p] = w_pos if adv[i] > 0 else w_neg
+        if objective.conflict_norm:
+            weights[i] /= max(1, len(positions))
+    weights = weights * mask
+    torch.testing.assert_close(objective.rollout_token_weights(ids, mask, adv, groups), weights)
+    entropy = t([[0.5] * 4, [0.9] * 4, [0.2, 0.2, 0.2, 99.0], [0.0, 0.0, 0.0, 99.0], [0.3] * 4])
+    mean_h = t([0.5, 0.9, 0.2, 0.0, 0.3])
+    shaped = torch.where(mean_h > objective.entropy_threshold, torch.zeros(5, dtype=F64), adv - objective.entropy_coef * mean_h)
+    norm = Normalizers(num_sequences=5, num_tokens=18, max_length=4)
+    logp = (-torch.ones(5, 4, dtype=F64)).requires_grad_(True)
+    inputs = ObjectiveInputs(logp=logp, old_logp=logp.detach(), advantages=adv, mask=mask, normalizers=norm,
+                             entropy=entropy, completion_ids=ids, group_ids=groups, token_weights=weights)
+    loss, grad, metrics = loss_and_grad(objective, inputs, logp)
+    n = 1.0 if objective.aggregation == "sum" else 5.0
+    lengths = mask.sum(1, keepdim=True)
+    torch.testing.assert_close(grad, -shaped.unsqueeze(1) * weights / lengths / n)
+    assert loss.item() == pytest.approx((-shaped * (weights.sum(1) / lengths.squeeze(1))).sum().item() / n)
+    assert metrics["filtered_frac"].item() == pytest.approx((mean_h > objective.entropy_threshold).double().mean().item())

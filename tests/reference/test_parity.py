@@ -105,7 +105,6 @@ trust regions), ``sapo``, ``clip_cov``/``kl_cov`` (covariance-selected tokens), 
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import math
 import re
@@ -457,14 +456,15 @@ def test_detached_ratio_in_the_kl_would_be_caught():
 # =========================================================================================== verl
 
 
+VERL_INSTALL = "pip install --no-deps verl==0.9.1 && pip install omegaconf tensordict codetiming orjson ray"
+
+
 def _verl():
-    if importlib.util.find_spec("verl") is None:
-        pytest.skip("verl is not installed: pip install --no-deps verl==0.9.1 && pip install omegaconf tensordict codetiming orjson ray")
     try:
         from verl.trainer.ppo import core_algos
         from verl.workers.config import ActorConfig
-    except ImportError as err:  # a missing light dependency of verl
-        pytest.skip(f"verl.trainer.ppo.core_algos does not import: {err}")
+    except ImportError as err:  # not installed, or a missing dependency of verl's package
+        pytest.skip(f"verl 0.9.1 is not importable ({err}); to run these tests: {VERL_INSTALL}")
     return core_algos, ActorConfig
 
 

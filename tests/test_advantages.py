@@ -42,6 +42,14 @@ def test_group_normalized_no_scale_and_eps():
     torch.testing.assert_close(out.values[2], CENTRED[2] / (1.0 + 1e-6))
 
 
+def test_zero_variance_group_is_zero_even_without_eps():
+    # eps = 0: a flat group's std is 0, so (r − mean)/std is 0/0; it must be 0, not NaN.
+    out = GroupNormalized(eps=0.0)(REWARDS)
+    assert torch.isfinite(out.values).all()
+    torch.testing.assert_close(out.values[1], torch.zeros(4))
+    torch.testing.assert_close(out.values[2], CENTRED[2])
+
+
 def test_group_normalized_rejects_bad_input():
     with pytest.raises(ValueError, match="G >= 2"):
         GroupNormalized()(torch.ones(3, 1))

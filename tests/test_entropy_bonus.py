@@ -125,6 +125,17 @@ def test_adaptive_coefficient_is_gated_and_steered_towards_the_target():
     assert metrics["entropy_coef"].item() == pytest.approx(0.004)
 
 
+def test_adaptive_bonus_starting_from_zero_switches_itself_on():
+    # TRL: the adaptive bonus stays enabled at coefficient 0, so it can grow once entropy collapses.
+    objective = GRPO(beta=0.0, entropy_bonus=EntropyBonus(coef=0.0, adaptive=True, target=1.0, coef_delta=0.01))
+    assert objective.differentiable_entropy
+    objective.on_optimizer_step(0.5)
+    loss, _, g_h, metrics = run(objective)
+    assert loss.item() == pytest.approx(-0.01 * 1.25)
+    torch.testing.assert_close(g_h, -0.01 * torch.tensor(MASK, dtype=F64) / 4)
+    assert metrics["entropy_coef"].item() == pytest.approx(0.01)
+
+
 def test_adaptive_state_round_trips_and_a_static_bonus_has_none():
     bonus = EntropyBonus(coef=0.01, adaptive=True, target=1.0)
     a = GRPO(beta=0.0, entropy_bonus=bonus)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lightning_grpo.advantages import AGPOAdvantage, GroupNormalized, MeanCentered
+from lightning_grpo.objectives.base import sequence_fraction, token_fraction
 from lightning_grpo.objectives import (
     ABCGRPO,
     CISPO,
@@ -97,6 +98,33 @@ def test_abc_grpo_hand_values():
     # one token of the six in each quadrant: Q1 (Â>0, ρ=1.5), Q2 (Â>0, ρ=0.5), Q3 (Â<0, ρ=0.5), Q4 (Â<0, ρ=1.5)
     for q in ("q1", "q2", "q3", "q4"):
         assert metrics[f"clip_frac_{q}"].item() == pytest.approx(1 / 6)
+
+
+@pytest.mark.parametrize(
+    "ratio, adv, quadrant",
+    [
+        # ε1 = 0.3, ε2 = 0.1 (Â > 0: [0.9, 1.3]); ε3 = 0.25, ε4 = 0.15 (Â < 0: [0.85, 1.25])
+        (1.35, 1.0, "q1"),
+        (1.28, 1.0, None),
+        (0.88, 1.0, "q2"),
+        (0.92, 1.0, None),
+        (0.8, -1.0, "q3"),
+        (0.87, -1.0, None),  # above 1 − ε4 but below 1 − ε2: the Â < 0 bound is ε4's
+        (1.27, -1.0, "q4"),
+        (1.22, -1.0, None),
+        (1.5, 0.0, None),  # Â = 0 is in no quadrant
+        (0.5, 0.0, None),
+    ],
+)
+def test_abc_grpo_quadrant_metrics_by_region(ratio, adv, quadrant):
+    norm = Normalizers(num_sequences=1, num_tokens=1, max_length=1)
+    inputs, logp = make_inputs([[math.log(ratio)]], [[-1.0]], [adv], [[1.0]], norm)
+    objective = ABCGRPO(epsilon_1=0.3, epsilon_2=0.1, epsilon_3=0.25, epsilon_4=0.15)
+    _, grad, metrics = loss_and_grad(objective, inputs, logp)
+    for q in ("q1", "q2", "q3", "q4"):
+        assert metrics[f"clip_frac_{q}"].item() == (1.0 if q == quadrant else 0.0), q
+    # clipped tokens carry no gradient; unclipped ones −Âρ
+    assert grad.item() == pytest.approx(0.0 if quadrant or adv == 0 else -adv * ratio)
 
 
 @pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "token_mean"])
@@ -670,6 +698,8 @@ def test_loss_scale_factor_replaces_max_length_in_every_term(factory):
         (dict(w_pos=3.0, w_neg=0.5, conflict_norm=False), None),
         (dict(w_pos=1.0, w_neg=1.0, aggregation="sum"), None),
         (dict(entropy_threshold=0.4, entropy_coef=0.5, aggregation="sum"), None),
+        # c0's mean entropy is exactly τ = 0.5: filtered only above τ (H̄ > τ), so c0 is kept
+        (dict(entropy_threshold=0.5, entropy_coef=0.2), None),
     ],
 )
 def test_gtpo_options_gradient(options, conflict_weights):
@@ -699,3 +729,14 @@ def test_gtpo_options_gradient(options, conflict_weights):
     torch.testing.assert_close(grad, -shaped.unsqueeze(1) * weights / lengths / n)
     assert loss.item() == pytest.approx((-shaped * (weights.sum(1) / lengths.squeeze(1))).sum().item() / n)
     assert metrics["filtered_frac"].item() == pytest.approx((mean_h > objective.entropy_threshold).double().mean().item())
+
+
+def test_fraction_helpers_count_loss_tokens_and_nonempty_sequences():
+    # Shares of a step's fraction: masked tokens over the step's N, non-empty sequences over its n.
+    mask = t([[1, 1, 0], [0, 0, 0], [1, 0, 0]])
+    norm = Normalizers(num_sequences=4, num_tokens=6, max_length=3)
+    condition = torch.tensor([[True, False, True], [True, True, True], [True, True, True]])
+    assert token_fraction(condition, mask, norm).item() == pytest.approx(2 / 6)  # padding never counts
+    # the empty row 1 never counts, whatever its condition
+    assert sequence_fraction(torch.tensor([True, True, False]), mask, norm).item() == pytest.approx(1 / 4)
+    assert sequence_fraction(torch.tensor([False, True, True]), mask, norm).item() == pytest.approx(1 / 4)

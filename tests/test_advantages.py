@@ -134,6 +134,13 @@ def test_agpo_custom_range_and_atol():
     torch.testing.assert_close(out.values, torch.tensor([[1.0, 1.0], [-1.0, -1.0], [0.0, 0.0]], dtype=torch.float64))
 
 
+def test_agpo_group_at_both_ends_within_atol_counts_as_all_correct():
+    # atol = 0.5 spans r_max = 1 and r_min = 0: a flat group at 0.5 matches both; +1 (all correct) wins.
+    out = AGPOAdvantage(atol=0.5)(torch.tensor([[0.5, 0.5], [0.0, 0.0]]))
+    torch.testing.assert_close(out.values, torch.tensor([[1.0, 1.0], [-1.0, -1.0]]))
+    assert out.metrics["plus_one_frac"].item() == 0.5 and out.metrics["minus_one_frac"].item() == 0.5
+
+
 def test_agpo_uses_correctness_for_zero_variance():
     # Total rewards carry a format bonus (0.1), so no group has zero *reward* variance; the test
     # uses correctness: group 0 all correct → +1, group 1 all wrong → −1, group 2 mixed → z-score of

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
 from lightning_grpo.logprobs import completion_logprobs
@@ -75,10 +75,29 @@ class Recording(GRPO):
         super().on_optimizer_step(entropy)
 
 
-def fit(model_dir: Path, rollout: Rollout, objective: GRPO, steps: int, **module_kwargs) -> tuple[GRPOModule, Trainer]:
-    module = GRPOModule(str(model_dir), objective=objective, learning_rate=1e-2, log_completions_every_n_steps=0,
-                        **module_kwargs)
-    trainer = Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
+class StepProbe(Callback):
+    """At every optimizer step (before it is applied): the learning rate, the parameters and their gradients."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict] = []
+
+    def on_train_start(self, trainer: Trainer, pl_module: GRPOModule) -> None:
+        def record(optimizer, args, kwargs) -> None:
+            named = list(pl_module.policy.named_parameters())
+            self.steps.append({
+                "lr": optimizer.param_groups[0]["lr"],
+                "params": {n: p.detach().clone() for n, p in named},
+                "grads": {n: p.grad.clone() for n, p in named if p.grad is not None},
+            })
+
+        trainer.optimizers[0].register_step_pre_hook(record)
+
+
+def fit(model_dir: Path, rollout: Rollout, objective: GRPO, steps: int, callbacks: list | None = None,
+        **module_kwargs) -> tuple[GRPOModule, Trainer]:
+    module_kwargs = {"learning_rate": 1e-2, **module_kwargs}
+    module = GRPOModule(str(model_dir), objective=objective, log_completions_every_n_steps=0, **module_kwargs)
+    trainer = Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, callbacks=callbacks,
                       enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(module, train_dataloaders=DataLoader([rollout], batch_size=None, collate_fn=lambda r: r))
     return module, trainer
@@ -96,7 +115,7 @@ def expected_advantages() -> torch.Tensor:
     return torch.tensor([z0, -z0, -z0, z0, -0.5, -0.5, -0.5, 1.5]) / torch.tensor([1.0] * 4 + [1.0 + 1e-4] * 4)
 
 
-@pytest.mark.parametrize("updates, epochs", [(4, 1), (2, 2)])
+@pytest.mark.parametrize("updates, epochs", [(4, 1), (2, 2), (1, 2)])
 def test_every_minibatch_ratio_is_against_the_sampling_policy(tiny_model_dir, updates, epochs):
     rollout = make_rollout(tiny_model_dir)
     initial, initial_entropy = sampling_policy_logprobs(tiny_model_dir, rollout)
@@ -129,6 +148,42 @@ def test_every_minibatch_ratio_is_against_the_sampling_policy(tiny_model_dir, up
     assert objective.entropy_steps[0] == pytest.approx(float(first), abs=1e-5)
     assert objective.state_dict()["entropy_coef"] == pytest.approx(0.01 + 0.005 * updates * epochs)
     assert float(trainer.callback_metrics["train/entropy_coef"]) > 0
+
+
+def test_each_step_applies_its_own_minibatch_gradient_at_the_scheduled_lr(tiny_model_dir):
+    """Step k's gradient is the gradient of mini-batch k's loss at the parameters step k starts from
+    (nothing left over from step k − 1), with logp_old from the sampling policy; the learning rate
+    follows the warm-up (factor (k + 1) / (warmup + 1), then 1)."""
+    rollout = make_rollout(tiny_model_dir)
+    initial, _ = sampling_policy_logprobs(tiny_model_dir, rollout)
+    probe = StepProbe()
+    objective = Recording(beta=0.0)
+    fit(tiny_model_dir, rollout, objective, steps=4, callbacks=[probe], updates_per_rollout=4, max_grad_norm=None,
+        warmup_steps=2, learning_rate=1e-2)
+    assert [step["lr"] for step in probe.steps] == pytest.approx([1e-2 / 3, 2e-2 / 3, 1e-2, 1e-2])
+    mask = rollout.completion_mask.float()
+    model = load_causal_lm(str(tiny_model_dir)).train()
+    for k, (step, seen) in enumerate(zip(probe.steps, objective.seen)):
+        model.load_state_dict(step["params"], strict=False)  # lm_head is tied to the embeddings
+        model.zero_grad(set_to_none=True)
+        rows = torch.arange(2 * k, 2 * k + 2)
+        minibatch_backward(model, GRPO(beta=0.0), rollout, [rows], seen["normalizers"], mask, expected_advantages(),
+                           initial, None, None, backward=lambda loss: loss.backward())
+        for name, param in model.named_parameters():
+            torch.testing.assert_close(step["grads"][name], param.grad, atol=1e-6, rtol=1e-4, msg=f"step {k}: {name}")
+    # the parameters moved between steps
+    assert any(not torch.equal(probe.steps[0]["params"][n], probe.steps[1]["params"][n]) for n in probe.steps[0]["params"])
+
+
+def test_gradient_norm_is_clipped_before_each_step(tiny_model_dir):
+    rollout = make_rollout(tiny_model_dir)
+    probe = StepProbe()
+    module, trainer = fit(tiny_model_dir, rollout, Recording(beta=0.0), steps=2, callbacks=[probe],
+                          updates_per_rollout=2, max_grad_norm=1e-3)
+    for step in probe.steps:
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in step["grads"].values()]))
+        assert norm.item() == pytest.approx(1e-3, rel=1e-4)
+    assert float(trainer.callback_metrics["train/grad_norm"]) > 1e-2  # logged before clipping
 
 
 def test_one_update_per_rollout_is_on_policy(tiny_model_dir):

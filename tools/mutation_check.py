@@ -41,7 +41,7 @@ OBJECTIVE_TESTS = [
 ADVANTAGE_TESTS = [["tests/test_advantages.py", "tests/test_objectives_zoo.py"], ["tests/reference/test_parity.py"],
                    ["tests/test_update_loop.py"]]
 MODULE_TESTS = [["tests/test_update_loop.py"], ["tests/test_module.py", "tests/test_invariance.py"]]
-METRICS_TESTS = [["tests/test_metrics.py"]]
+METRICS_TESTS = [["tests/test_metrics.py", "tests/test_eval_accumulator_mixed.py"]]
 LOGPROB_TESTS = [["tests/test_entropy_bonus.py", "tests/test_logprobs.py"]]
 REWARD_TESTS = [["tests/test_rewards_shaping.py"]]
 
@@ -317,11 +317,11 @@ def run_one(work: Path, mutation: Mutation, timeout: float) -> tuple[str, float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="", help="run the mutations whose id contains this text")
+    parser.add_argument("--only", default="", help="run the mutations whose id contains this text (comma-separated: any)")
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per mutation's test run")
     args = parser.parse_args()
-    selected = [m for m in MUTATIONS if args.only in m.id]
+    selected = [m for m in MUTATIONS if any(part in m.id for part in args.only.split(","))]
     if args.list:
         for m in selected:
             print(f"{m.id:40s} {m.path}{'  (equivalent: ' + m.equivalent + ')' if m.equivalent else ''}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lightning_grpo.metrics import EvalAccumulator
@@ -18,4 +19,4 @@ def test_greedy_accuracy_counts_only_prompts_with_a_greedy_verdict() -> None:
     assert float(result["accuracy"]) == 0.5  # 1 of the 2 greedy prompts, not 1 of 3
     assert float(result["greedy_length_mean"]) == 6.0
     assert float(result["greedy_truncated_frac"]) == 0.5
-    assert float(result["pass@1"]) == 2 / 3
+    assert float(result["pass@1"]) == pytest.approx(2 / 3)

@@ -31,7 +31,15 @@ class AdvantageContext:
 
 
 class AdvantageEstimator:
-    """Base class: ``__call__(rewards [P, G], context) -> Advantages``."""
+    """Base class: ``__call__(rewards [P, G], context) -> Advantages``.
+
+    ``min_group_size``: the smallest G the estimator accepts (2 for a group baseline; 1 for an
+    estimator that needs no group). The sampler checks the configured G against it at startup.
+    """
+
+    @property
+    def min_group_size(self) -> int:
+        return 2
 
     def __call__(self, rewards: Tensor, context: AdvantageContext | None = None) -> Advantages:
         raise NotImplementedError
@@ -43,25 +51,50 @@ def zero_variance_groups(rewards: Tensor, atol: float = 0.0) -> Tensor:
 
 
 class GroupNormalized(AdvantageEstimator):
-    """Group-relative advantage (GRPO, ALGORITHMS.md §1): Â_i = (r_i − mean_g r) / (std + eps).
+    """Group-relative advantage (GRPO, docs/algorithms.md §1): Â_i = (r_i − mean_g r) / (std + eps).
 
     ``scale``: ``group`` divides by each group's unbiased std (DeepSeekMath), ``batch`` by the
     std over the whole batch, ``none`` only centres (Dr. GRPO, GTPO). ``eps`` = 1e-4 as TRL (verl
     uses 1e-6). A zero-variance group gets Â = 0 for every member.
+
+    ``allow_singleton_groups``: accept G = 1 (``min_group_size`` 1) with verl's convention for a
+    group of one: mean 0 and (``scale="group"``) std 1, so Â = r / (1 + eps) — REINFORCE without a
+    baseline (``scale="none"``: Â = r; ``"batch"``: Â = r / (std over the batch + eps)). Groups of
+    G ≥ 2 are unchanged. Off by default: with G = 1 there is nothing group-relative left.
+
+    Reproduces exactly (tests/reference): verl 0.9.1 ``compute_grpo_outcome_advantage`` with
+    ``epsilon=eps`` and ``norm_adv_by_std_in_grpo`` ↔ ``scale="group"`` / ``"none"``, singleton
+    groups included.
     """
 
-    def __init__(self, scale: Literal["group", "batch", "none"] = "group", eps: float = 1e-4) -> None:
+    def __init__(
+        self, scale: Literal["group", "batch", "none"] = "group", eps: float = 1e-4, allow_singleton_groups: bool = False
+    ) -> None:
         if scale not in ("group", "batch", "none"):
             raise ValueError(f"unknown scale {scale!r}; expected 'group', 'batch' or 'none'")
         if eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}")
         self.scale = scale
         self.eps = eps
+        self.allow_singleton_groups = allow_singleton_groups
+
+    @property
+    def min_group_size(self) -> int:
+        return 1 if self.allow_singleton_groups else 2
 
     def __call__(self, rewards: Tensor, context: AdvantageContext | None = None) -> Advantages:
-        if rewards.dim() != 2 or rewards.shape[1] < 2:
-            raise ValueError(f"rewards must have shape [P, G] with G >= 2, got {tuple(rewards.shape)}")
-        rewards = rewards.float()
+        if rewards.dim() != 2 or rewards.shape[1] < self.min_group_size:
+            raise ValueError(
+                f"rewards must have shape [P, G] with G >= {self.min_group_size}, got {tuple(rewards.shape)}"
+                + ("" if self.allow_singleton_groups else " (allow_singleton_groups=True accepts G = 1)")
+            )
+        rewards = rewards.to(torch.promote_types(rewards.dtype, torch.float32))  # float64 stays float64
+        if rewards.shape[1] == 1:  # verl's convention for a group of one: mean 0, std 1
+            values = rewards / (1.0 + self.eps) if self.scale == "group" else rewards
+            if self.scale == "batch":
+                values = rewards / (rewards.std() + self.eps)
+            keep = torch.ones_like(values, dtype=torch.bool)
+            return Advantages(values=values, keep=keep, metrics={"zero_variance_frac": torch.zeros(())})
         centred = rewards - rewards.mean(dim=1, keepdim=True)  # [P, G]
         if self.scale == "group":
             values = centred / (rewards.std(dim=1, keepdim=True) + self.eps)
@@ -76,18 +109,19 @@ class GroupNormalized(AdvantageEstimator):
 
 
 class MeanCentered(GroupNormalized):
-    """Mean-centred group advantage: Â_i = r_i − mean_g r, no std (Dr. GRPO, GTPO; ALGORITHMS.md §1, §5, §7).
+    """Mean-centred group advantage: Â_i = r_i − mean_g r, no std (Dr. GRPO, GTPO; docs/algorithms.md §1, §5, §7).
 
     Dr. GRPO drops the std because dividing by it up-weights prompts that are nearly always solved
-    or nearly always failed. ``GroupNormalized(scale="none")`` under its own name, for recipes.
+    or nearly always failed. ``GroupNormalized(scale="none")`` under its own name, for recipes
+    (verl's ``norm_adv_by_std_in_grpo=False``; TRL's ``scale_rewards="none"``).
     """
 
-    def __init__(self) -> None:
-        super().__init__(scale="none")
+    def __init__(self, allow_singleton_groups: bool = False) -> None:
+        super().__init__(scale="none", allow_singleton_groups=allow_singleton_groups)
 
 
 class AGPOAdvantage(AdvantageEstimator):
-    """AGPO's zero-variance-aware group advantage (arXiv 2503.15952, ALGORITHMS.md §4).
+    """AGPO's zero-variance-aware group advantage (arXiv 2503.15952, docs/algorithms.md §4).
 
     GRPO gives every member of a group whose rewards are all equal Â = 0, so such prompts teach
     nothing. AGPO treats them by ``zero_variance``:
@@ -146,7 +180,7 @@ class AGPOAdvantage(AdvantageEstimator):
     def __call__(self, rewards: Tensor, context: AdvantageContext | None = None) -> Advantages:
         if rewards.dim() != 2 or rewards.shape[1] < 2:
             raise ValueError(f"rewards must have shape [P, G] with G >= 2, got {tuple(rewards.shape)}")
-        rewards = rewards.float()
+        rewards = rewards.to(torch.promote_types(rewards.dtype, torch.float32))  # float64 stays float64
         correct = context.correct if context is not None else None
         if correct is not None:
             if correct.shape != rewards.shape:

@@ -41,7 +41,8 @@ class GRPOCLI(LightningCLI):
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        trainer_args = self.config_init[self.subcommand].get("trainer") or {}
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init  # run=False: no subcommand
+        trainer_args = config.get("trainer") or {}
         callbacks = _as_list(trainer_args.get("callbacks"))
         plugins = _as_list(trainer_args.get("plugins"))
         if not any(isinstance(p, CheckpointIO) for p in plugins):

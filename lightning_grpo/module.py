@@ -91,6 +91,7 @@ def minibatch_backward(
             temperature=rollout.temperature,
             chunk_size=chunk_size,
             group_size=rollout.group_size,  # whole groups: each prompt runs once for its G completions
+            entropy_grad=objective.differentiable_entropy,
         )  # [b, Tc] each
         rows_mask = mask[rows]  # [b, Tc]
         old = old_logp[rows] if old_logp is not None else logp.detach()
@@ -111,7 +112,7 @@ def minibatch_backward(
             )
         )
         backward(loss)
-        entropy_sum = entropy_sum + (entropy * rows_mask).sum()
+        entropy_sum = entropy_sum + (entropy.detach() * rows_mask).sum()
         for key, value in {"loss": loss, **metrics}.items():
             sums[key] = sums.get(key, 0.0) + value.detach()
     return MinibatchResult(metrics=sums, entropy_sum=entropy_sum, logp_mismatch=mismatch)
@@ -242,12 +243,14 @@ class GRPOModule(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["skipped_updates"] = self.skipped_updates
         checkpoint["rng_states"] = get_rng_states()
+        checkpoint["objective_state"] = self.objective.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.skipped_updates = int(checkpoint.get("skipped_updates", 0))
         self.checkpoint_step = int(checkpoint.get("global_step", 0))  # what `validate --ckpt_path` reports
         if "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
+        self.objective.load_state_dict(checkpoint.get("objective_state", {}))
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Trainable state only: no reference model; with an adapter, not the frozen base weights either
@@ -422,6 +425,8 @@ class GRPOModule(LightningModule):
                 for key, value in step.metrics.items():
                     sums[key] = sums.get(key, 0.0) + value
                 grad_norms.append(self._clip_and_step(optimizer, scheduler))
+                if self.objective.adaptive_entropy:  # the step's global mean token entropy steers the bonus
+                    self.objective.on_optimizer_step((self._all_sum(step.entropy_sum) / counts[1]).item())
         update_s = time.perf_counter() - start
         adv_metrics = {**adv_metrics, "empty_minibatches": torch.tensor(float(empty_minibatches))}
         self._log_step(rollout, mask, advantages, adv_metrics, sums, entropy_sum, logp_mismatch, grad_norms, update_s)

@@ -42,6 +42,14 @@ def test_group_normalized_no_scale_and_eps():
     torch.testing.assert_close(out.values[2], CENTRED[2] / (1.0 + 1e-6))
 
 
+def test_zero_variance_group_is_zero_even_without_eps():
+    # eps = 0: a flat group's std is 0, so (r − mean)/std is 0/0; it must be 0, not NaN.
+    out = GroupNormalized(eps=0.0)(REWARDS)
+    assert torch.isfinite(out.values).all()
+    torch.testing.assert_close(out.values[1], torch.zeros(4))
+    torch.testing.assert_close(out.values[2], CENTRED[2])
+
+
 def test_group_normalized_rejects_bad_input():
     with pytest.raises(ValueError, match="G >= 2"):
         GroupNormalized()(torch.ones(3, 1))
@@ -49,6 +57,29 @@ def test_group_normalized_rejects_bad_input():
         GroupNormalized(scale="median")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="-1"):
         GroupNormalized(eps=-1.0)
+
+
+def test_min_group_size_and_singleton_groups():
+    # A group baseline needs G >= 2; verl's convention for a group of one is mean 0, std 1.
+    assert GroupNormalized().min_group_size == 2 and AGPOAdvantage().min_group_size == 2
+    assert MeanCentered().min_group_size == 2
+    singles = torch.tensor([[1.0], [0.0], [3.0]])
+    with pytest.raises(ValueError, match="allow_singleton_groups"):
+        GroupNormalized()(singles)
+    est = GroupNormalized(allow_singleton_groups=True)
+    assert est.min_group_size == 1
+    out = est(singles)
+    torch.testing.assert_close(out.values, singles / (1 + EPS))  # r / (1 + eps), not 0
+    assert out.keep.all() and out.metrics["zero_variance_frac"].item() == 0.0
+    torch.testing.assert_close(MeanCentered(allow_singleton_groups=True)(singles).values, singles)
+    # batch scale: r / (std over the batch + eps); std of [1, 0, 3] = √(7/3)
+    torch.testing.assert_close(
+        GroupNormalized(scale="batch", allow_singleton_groups=True)(singles).values, singles / (math.sqrt(7 / 3) + EPS)
+    )
+    # groups of G >= 2 are unchanged by the option
+    torch.testing.assert_close(est(REWARDS).values, GroupNormalized()(REWARDS).values)
+    # float64 rewards stay float64 (the reference tests compare to 1e-9)
+    assert GroupNormalized()(REWARDS.double()).values.dtype == torch.float64
 
 
 def test_mean_centered():
@@ -100,7 +131,14 @@ def test_agpo_custom_range_and_atol():
     # r_max = 2, r_min = −1; group [2, 2+1e-9] is flat within atol → +1; [−1, −1] → −1; [0, 0] → 0.
     rewards = torch.tensor([[2.0, 2.0 + 1e-9], [-1.0, -1.0], [0.0, 0.0]], dtype=torch.float64)
     out = AGPOAdvantage(r_max=2.0, r_min=-1.0, atol=1e-6)(rewards)
-    torch.testing.assert_close(out.values, torch.tensor([[1.0, 1.0], [-1.0, -1.0], [0.0, 0.0]]))
+    torch.testing.assert_close(out.values, torch.tensor([[1.0, 1.0], [-1.0, -1.0], [0.0, 0.0]], dtype=torch.float64))
+
+
+def test_agpo_group_at_both_ends_within_atol_counts_as_all_correct():
+    # atol = 0.5 spans r_max = 1 and r_min = 0: a flat group at 0.5 matches both; +1 (all correct) wins.
+    out = AGPOAdvantage(atol=0.5)(torch.tensor([[0.5, 0.5], [0.0, 0.0]]))
+    torch.testing.assert_close(out.values, torch.tensor([[1.0, 1.0], [-1.0, -1.0]]))
+    assert out.metrics["plus_one_frac"].item() == 0.5 and out.metrics["minus_one_frac"].item() == 0.5
 
 
 def test_agpo_uses_correctness_for_zero_variance():

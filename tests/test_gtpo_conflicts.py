@@ -1,4 +1,4 @@
-"""GTPO's conflict tokens on hand-made token sequences (ALGORITHMS.md §5)."""
+"""GTPO's conflict tokens on hand-made token sequences (docs/algorithms.md §5)."""
 
 from __future__ import annotations
 

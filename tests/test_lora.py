@@ -110,7 +110,8 @@ def test_reference_logprobs_are_the_base_models(one_step, tiny_model_dir: Path) 
     base = load_causal_lm(str(tiny_model_dir)).train()
     with torch.no_grad():
         expected, _ = completion_logprobs(base, rollout.input_ids, rollout.attention_mask, rollout.prompt_length,
-                                          temperature=rollout.temperature, with_entropy=False)
+                                          temperature=rollout.temperature, with_entropy=False,
+                                          group_size=rollout.group_size)  # the module's own path
         adapted = module._frozen_logprobs(module.policy, rollout)
     assert torch.equal(reference, expected)
     assert (adapted - expected).abs().max() > 1e-4  # the adapter did change the policy

@@ -45,22 +45,28 @@ PER_TOKEN_GRAD = [[0.0, -1.0, -0.5], [1.5, 0.0, 0.0]]
 
 
 @pytest.mark.parametrize(
-    "aggregation, expected_loss, grad_scale",
+    "aggregation, loss_scale_factor, expected_loss, grad_scale",
     [
         # row means: −2.7/3 = −0.9 and 2.3/2 = 1.15; mean over n = 2 → 0.125.
         # grad of a row-i token: per-token grad / |o_i| / n
-        ("seq_mean_token_mean", 0.125, [[1 / 6] * 3, [1 / 4] * 3]),
+        ("seq_mean_token_mean", None, 0.125, [[1 / 6] * 3, [1 / 4] * 3]),
         # −0.4 / N (=5)
-        ("token_mean", -0.08, [[1 / 5] * 3, [1 / 5] * 3]),
+        ("token_mean", None, -0.08, [[1 / 5] * 3, [1 / 5] * 3]),
         # −0.4 / n (=2)
-        ("seq_mean_token_sum", -0.2, [[1 / 2] * 3, [1 / 2] * 3]),
+        ("seq_mean_token_sum", None, -0.2, [[1 / 2] * 3, [1 / 2] * 3]),
         # −0.4 / (n · L_max) = −0.4 / 8
-        ("constant_norm", -0.05, [[1 / 8] * 3, [1 / 8] * 3]),
+        ("constant_norm", None, -0.05, [[1 / 8] * 3, [1 / 8] * 3]),
+        # verl's loss_scale_factor K replaces L_max: −0.4 / (2 · 5)
+        ("constant_norm", 5.0, -0.04, [[1 / 10] * 3, [1 / 10] * 3]),
+        # verl's token-sum: no normaliser at all
+        ("token_sum", None, -0.4, [[1.0] * 3, [1.0] * 3]),
+        # a loss_scale_factor does not touch the other modes
+        ("token_mean", 5.0, -0.08, [[1 / 5] * 3, [1 / 5] * 3]),
     ],
 )
-def test_grpo_aggregations(aggregation, expected_loss, grad_scale):
+def test_grpo_aggregations(aggregation, loss_scale_factor, expected_loss, grad_scale):
     inputs, logp = make_inputs(RATIOS, LOGP, ADV, MASK, NORM)
-    loss, metrics = GRPO(beta=0.0, aggregation=aggregation)(inputs)
+    loss, metrics = GRPO(beta=0.0, aggregation=aggregation, loss_scale_factor=loss_scale_factor)(inputs)
     loss.backward()
     assert loss.item() == pytest.approx(expected_loss, abs=1e-12)
     expected_grad = torch.tensor(PER_TOKEN_GRAD, dtype=torch.float64) * torch.tensor(grad_scale, dtype=torch.float64)
@@ -85,6 +91,30 @@ def test_grpo_asymmetric_clip_ranges():
     )
     assert metrics["clip_frac_high"].item() == 0.0
     assert metrics["clip_frac_low"].item() == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    "ratio, adv, low, high",
+    [
+        # ε = 0.2: clip_frac_low counts ρ < 0.8 with Â < 0 only; clip_frac_high ρ > 1.2 with Â > 0 only
+        (0.7, -1.0, 1, 0),
+        (0.9, -1.0, 0, 0),  # inside (1 − ε, 1 + ε) with Â < 0: a bound at 1 + ε_low would count it
+        (1.1, -1.0, 0, 0),
+        (1.5, -1.0, 0, 0),  # above the range with Â < 0 is not clipped (PPO's unbounded side)
+        (0.7, 1.0, 0, 0),  # below the range with Â > 0 is not clipped
+        (1.1, 1.0, 0, 0),
+        (1.3, 1.0, 0, 1),
+        (1.3, 0.0, 0, 0),  # Â = 0 is on neither side
+        (0.7, 0.0, 0, 0),
+    ],
+)
+def test_grpo_clip_fractions_by_sign_and_bound(ratio, adv, low, high):
+    norm = Normalizers(num_sequences=1, num_tokens=2, max_length=2)
+    # the second token is padding with a ratio that would count on both sides
+    inputs, _ = make_inputs([[ratio, 0.5 if adv < 0 else 2.0]], [[-1.0, -1.0]], [adv], [[1.0, 0.0]], norm)
+    _, metrics = GRPO(beta=0.0)(inputs)
+    assert metrics["clip_frac_low"].item() == pytest.approx(low / 2)
+    assert metrics["clip_frac_high"].item() == pytest.approx(high / 2)
 
 
 def test_grpo_dual_clip():
@@ -130,13 +160,48 @@ def test_grpo_k3_kl():
 def test_grpo_kl_ratio_weighted():
     # ρ = 2 on the single token, δ = ref − logp = ln 2 → k3 = 1 − ln 2; TRL's form multiplies by ρ:
     # β ρ k3 = 0.1 · 2 · (1 − ln 2). Surrogate with Â = 0 is 0.
+    # Gradient: d(ρ k3)/dlogp = ρ k3 + ρ (1 − e^δ) = 2 (1 − ln 2) − 2 = −2 ln 2 (ρ keeps its gradient,
+    # dρ/dlogp = ρ); a detached ρ would give ρ (1 − e^δ) = −2 instead, with the same value.
     norm = Normalizers(num_sequences=1, num_tokens=1, max_length=1)
-    inputs, _ = make_inputs([[2.0]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
-    loss, _ = GRPO(beta=0.1, kl_ratio_weighted=True)(inputs)
+    inputs, logp = make_inputs([[2.0]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
+    loss, metrics = GRPO(beta=0.1, kl_ratio_weighted=True)(inputs)
+    loss.backward()
     assert loss.item() == pytest.approx(0.2 * (1 - math.log(2.0)))
-    inputs, _ = make_inputs([[2.0]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
+    assert logp.grad.item() == pytest.approx(-0.2 * math.log(2.0))
+    assert metrics["kl"].item() == pytest.approx(2 * (1 - math.log(2.0)))  # TRL logs the weighted kl
+    inputs, logp = make_inputs([[2.0]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
     loss, _ = GRPO(beta=0.1)(inputs)
+    loss.backward()
     assert loss.item() == pytest.approx(0.1 * (1 - math.log(2.0)))
+    assert logp.grad.item() == pytest.approx(0.1 * (1 - 2.0))  # d k3 / dlogp = 1 − e^δ
+
+
+# One token, on-policy, Â = 0 (the surrogate is 0), β = 0.1, δ = ref − logp = 0.5:
+#   k1 = −δ, dk1/dlogp = +1 (a flipped sign would give +δ and −1)
+#   k2 = δ²/2, dk2/dlogp = −δ
+#   k3 = e^δ − δ − 1, dk3/dlogp = 1 − e^δ
+#   k1+ / k3+ (verl): the value of k1 / k3, the gradient of k2
+_D = 0.5
+
+
+@pytest.mark.parametrize(
+    "estimator, value, grad",
+    [
+        ("k1", -_D, 1.0),
+        ("k2", _D**2 / 2, -_D),
+        ("k3", math.exp(_D) - _D - 1, 1 - math.exp(_D)),
+        ("k1+", -_D, -_D),
+        ("k3+", math.exp(_D) - _D - 1, -_D),
+    ],
+)
+def test_kl_estimators_value_and_gradient(estimator, value, grad):
+    norm = Normalizers(num_sequences=1, num_tokens=1, max_length=1)
+    inputs, logp = make_inputs([[1.0]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + _D]])
+    loss, metrics = GRPO(beta=0.1, kl_estimator=estimator)(inputs)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.1 * value, abs=1e-12)
+    assert logp.grad.item() == pytest.approx(0.1 * grad, abs=1e-12)
+    assert metrics["kl"].item() == pytest.approx(value, abs=1e-12)
 
 
 def test_grpo_needs_ref_when_beta_positive():
@@ -153,6 +218,10 @@ def test_grpo_needs_ref_when_beta_positive():
         ({"epsilon_high": -2.0}, "-2.0"),
         ({"beta": -1.0}, "-1.0"),
         ({"dual_clip": 0.5}, "0.5"),
+        ({"aggregation": "sum"}, "'sum'"),
+        ({"kl_estimator": "k4"}, "'k4'"),
+        ({"kl_estimator": "k2+"}, "'k2\\+'"),
+        ({"loss_scale_factor": 0.0}, "0.0"),
     ],
 )
 def test_grpo_rejects_bad_hyperparameters(kwargs, match):
@@ -160,10 +229,12 @@ def test_grpo_rejects_bad_hyperparameters(kwargs, match):
         GRPO(**kwargs)
 
 
-@pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum", "constant_norm"])
+@pytest.mark.parametrize(
+    "aggregation", ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum", "constant_norm", "token_sum"]
+)
 def test_grpo_micro_batch_additivity(aggregation):
     # Splitting the rows into two micro-batches with the same global Normalizers gives the same total
-    # loss and the same gradient as one pass (ALGORITHMS.md §1).
+    # loss and the same gradient as one pass (docs/algorithms.md §1).
     gen = torch.Generator().manual_seed(0)
     b, t = 6, 5
     logp = (-torch.rand(b, t, generator=gen, dtype=torch.float64) * 3).requires_grad_(True)
@@ -173,7 +244,7 @@ def test_grpo_micro_batch_additivity(aggregation):
     lengths = torch.tensor([5, 3, 1, 4, 0, 2])
     mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).double()
     norm = Normalizers(num_sequences=float((lengths > 0).sum()), num_tokens=float(mask.sum()), max_length=float(t))
-    objective = GRPO(beta=0.05, aggregation=aggregation, dual_clip=3.0)
+    objective = GRPO(beta=0.05, aggregation=aggregation, dual_clip=3.0, kl_ratio_weighted=True)
 
     def run(rows):
         inputs = ObjectiveInputs(logp=logp[rows], old_logp=old[rows], advantages=adv[rows], mask=mask[rows],

@@ -1,4 +1,4 @@
-"""Every objective beyond GRPO on hand-built tensors, and the oracles of ALGORITHMS.md."""
+"""Every objective beyond GRPO on hand-built tensors, and the oracles of docs/algorithms.md."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lightning_grpo.advantages import AGPOAdvantage, GroupNormalized, MeanCentered
+from lightning_grpo.objectives.base import sequence_fraction, token_fraction
 from lightning_grpo.objectives import (
     ABCGRPO,
     CISPO,
@@ -18,6 +19,7 @@ from lightning_grpo.objectives import (
     GTPO,
     RGRA,
     DrGRPO,
+    EntropyBonus,
     Normalizers,
     Objective,
     ObjectiveInputs,
@@ -96,6 +98,33 @@ def test_abc_grpo_hand_values():
     # one token of the six in each quadrant: Q1 (Â>0, ρ=1.5), Q2 (Â>0, ρ=0.5), Q3 (Â<0, ρ=0.5), Q4 (Â<0, ρ=1.5)
     for q in ("q1", "q2", "q3", "q4"):
         assert metrics[f"clip_frac_{q}"].item() == pytest.approx(1 / 6)
+
+
+@pytest.mark.parametrize(
+    "ratio, adv, quadrant",
+    [
+        # ε1 = 0.3, ε2 = 0.1 (Â > 0: [0.9, 1.3]); ε3 = 0.25, ε4 = 0.15 (Â < 0: [0.85, 1.25])
+        (1.35, 1.0, "q1"),
+        (1.28, 1.0, None),
+        (0.88, 1.0, "q2"),
+        (0.92, 1.0, None),
+        (0.8, -1.0, "q3"),
+        (0.87, -1.0, None),  # above 1 − ε4 but below 1 − ε2: the Â < 0 bound is ε4's
+        (1.27, -1.0, "q4"),
+        (1.22, -1.0, None),
+        (1.5, 0.0, None),  # Â = 0 is in no quadrant
+        (0.5, 0.0, None),
+    ],
+)
+def test_abc_grpo_quadrant_metrics_by_region(ratio, adv, quadrant):
+    norm = Normalizers(num_sequences=1, num_tokens=1, max_length=1)
+    inputs, logp = make_inputs([[math.log(ratio)]], [[-1.0]], [adv], [[1.0]], norm)
+    objective = ABCGRPO(epsilon_1=0.3, epsilon_2=0.1, epsilon_3=0.25, epsilon_4=0.15)
+    _, grad, metrics = loss_and_grad(objective, inputs, logp)
+    for q in ("q1", "q2", "q3", "q4"):
+        assert metrics[f"clip_frac_{q}"].item() == (1.0 if q == quadrant else 0.0), q
+    # clipped tokens carry no gradient; unclipped ones −Âρ
+    assert grad.item() == pytest.approx(0.0 if quadrant or adv == 0 else -adv * ratio)
 
 
 @pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "token_mean"])
@@ -187,6 +216,24 @@ def test_dr_grpo_defaults_and_values():
     torch.testing.assert_close(grad, t([[-1 / 8] * 3, [1 / 8, 0.0, 0.0]]))
 
 
+def test_dr_grpo_asymmetric_clip():
+    # TRL's dr_grpo with epsilon_high: Â = +1, ρ = [1.25, 1.3], Â = −1, ρ = [0.85, 0.75]; ε = 0.2, ε_high = 0.28.
+    # Â > 0: 1.25 kept (grad −1.25), 1.3 → 1.28 (grad 0); symmetric ε would clip 1.25 too.
+    # Â < 0: L = −min(−ρ, −clip(ρ)) = max(ρ, clip(ρ)): 0.85 kept (grad +0.85), 0.75 → 0.8 (grad 0).
+    # constant_norm, n = 2, L_max = 2: Σ M·L = −1.25 − 1.28 + 0.85 + 0.8 = −0.88 → −0.88 / 4.
+    norm = Normalizers(num_sequences=2, num_tokens=4, max_length=2)
+    log_ratio = [[math.log(1.25), math.log(1.3)], [math.log(0.85), math.log(0.75)]]
+    inputs, logp = make_inputs(log_ratio, [[-1.0] * 2] * 2, [1.0, -1.0], [[1.0] * 2] * 2, norm)
+    loss, grad, metrics = loss_and_grad(DrGRPO(epsilon=0.2, epsilon_high=0.28), inputs, logp)
+    assert loss.item() == pytest.approx(-0.88 / 4)
+    torch.testing.assert_close(grad, t([[-1.25 / 4, 0.0], [0.85 / 4, 0.0]]))
+    assert metrics["clip_frac_high"].item() == pytest.approx(0.25)
+    assert metrics["clip_frac_low"].item() == pytest.approx(0.25)
+    inputs, logp = make_inputs(log_ratio, [[-1.0] * 2] * 2, [1.0, -1.0], [[1.0] * 2] * 2, norm)
+    _, grad_sym, _ = loss_and_grad(DrGRPO(epsilon=0.2), inputs, logp)
+    torch.testing.assert_close(grad_sym, t([[0.0, 0.0], [0.85 / 4, 0.0]]))
+
+
 # --------------------------------------------------------------------------------------- GSPO
 
 
@@ -203,9 +250,44 @@ def test_gspo_hand_values():
     s = math.exp(-0.1)
     assert loss.item() == pytest.approx((s - 1.2) / 2)
     torch.testing.assert_close(grad, t([[s / 4, s / 4, 0.0], [0.0, 0.0, 0.0]]))
-    # row 1's two loss tokens are clipped high: 2/N = 0.5
+    # row 1's two loss tokens are clipped high: 2/N = 0.5; one of the n = 2 sequences
     assert metrics["clip_frac_high"].item() == pytest.approx(0.5)
     assert metrics["clip_frac_low"].item() == 0.0
+    assert metrics["clip_frac_high_seq"].item() == pytest.approx(0.5)
+    assert metrics["clip_frac_low_seq"].item() == 0.0
+
+
+def test_gspo_token_mean_and_sequence_metrics():
+    # Three rows, ε = 0.2: row 0 Â = −1, s = e^−0.3 = 0.741 < 0.8 (clipped low, 1 token);
+    # row 1 Â = −1, log ρ = [−0.1, −0.1, −0.1] → s = e^−0.1 (kept, 3 tokens); row 2 Â = +2, s = 1 (kept, 2 tokens).
+    # token_mean over N = 6: L_t = s_i·(−Â) per token unless clipped (then 0.8·(−Â) = 0.8):
+    #   Σ = 0.8 + 3 e^−0.1 − 2·2·1 → /6; gradient per unclipped token −Â s / N.
+    norm = Normalizers(num_sequences=3, num_tokens=6, max_length=3)
+    log_ratio = [[-0.3, 0.0, 0.0], [-0.1] * 3, [0.0, 0.0, 0.0]]
+    mask = [[1.0, 0, 0], [1.0] * 3, [1.0, 1.0, 0]]
+    inputs, logp = make_inputs(log_ratio, [[-1.0] * 3] * 3, [-1.0, -1.0, 2.0], mask, norm)
+    loss, grad, metrics = loss_and_grad(GSPO(0.2, 0.2, aggregation="token_mean"), inputs, logp)
+    s1 = math.exp(-0.1)
+    assert loss.item() == pytest.approx((0.8 + 3 * s1 - 4) / 6)
+    torch.testing.assert_close(grad, t([[0.0, 0, 0], [s1 / 6] * 3, [-2 / 6, -2 / 6, 0]]))
+    assert metrics["clip_frac_low"].item() == pytest.approx(1 / 6)  # tokens
+    assert metrics["clip_frac_low_seq"].item() == pytest.approx(1 / 3)  # sequences
+    assert metrics["clip_frac_high_seq"].item() == 0.0
+
+
+def test_gspo_ratio_weighted_kl_uses_the_sequence_ratio_with_its_gradient():
+    # One row of two tokens, Â = 0, log ρ = [0.2, 0.4] → s = e^0.3; δ = ref − logp = [ln 2, 0] → k3 = [1 − ln 2, 0].
+    # seq_mean_token_mean: loss = β s (k3_0 + k3_1)/2. d/dlogp_t: β [∂s/∂logp_t · Σk3/2 + s ∂k3_t/∂logp_t / 2]
+    # with ∂s/∂logp_t = s/2 and ∂k3/∂logp = 1 − e^δ = [−1, 0].
+    beta, s = 0.1, math.exp(0.3)
+    norm = Normalizers(num_sequences=1, num_tokens=2, max_length=2)
+    ref = [[-1.0 + math.log(2.0), -1.0]]
+    inputs, logp = make_inputs([[0.2, 0.4]], [[-1.0, -1.0]], [0.0], [[1.0, 1.0]], norm, ref_logp=ref)
+    loss, grad, metrics = loss_and_grad(GSPO(beta=beta, kl_ratio_weighted=True), inputs, logp)
+    k = 1 - math.log(2.0)
+    assert loss.item() == pytest.approx(beta * s * k / 2)
+    torch.testing.assert_close(grad, t([[beta * (s / 2 * k / 2 - s / 2), beta * (s / 2 * k / 2)]]))
+    assert metrics["kl"].item() == pytest.approx(s * k / 2)
 
 
 def test_gspo_gradient_is_sequence_level():
@@ -259,6 +341,24 @@ def test_cispo_hand_values():
     assert loss.item() == pytest.approx(3.5)
     torch.testing.assert_close(grad, t([[-1 / 3, -5 / 3], [1 / 3, 0.0]]))
     assert metrics["clip_frac"].item() == pytest.approx(1 / 3)
+    assert metrics["clip_frac_high"].item() == pytest.approx(1 / 3)  # the capped token has Â > 0
+
+
+def test_cispo_two_sided_clip_and_both_clip_fractions():
+    # verl's two-sided clip, w = clip(ρ, 0.8, 1.2), token_mean over N = 4:
+    # row 0 Â = −1, ρ = [1.5, 0.5] → w = [1.2, 0.8], logp = [−1, −2]: L = −wÂ logp = [−1.2, −1.6]
+    # row 1 Â = +2, ρ = [1.1, 0.6] → w = [1.1, 0.8], logp = [−0.5, −1]: L = [1.1, 1.6]
+    # loss = (−1.2 − 1.6 + 1.1 + 1.6)/4 = −0.025; grads −wÂ/N = [0.3, 0.2], [−0.55, −0.4] — clipped
+    # weights still carry gradient (CISPO's point).
+    norm = Normalizers(num_sequences=2, num_tokens=4, max_length=2)
+    log_ratio = [[math.log(1.5), math.log(0.5)], [math.log(1.1), math.log(0.6)]]
+    inputs, logp = make_inputs(log_ratio, [[-1.0, -2.0], [-0.5, -1.0]], [-1.0, 2.0], [[1.0] * 2] * 2, norm)
+    loss, grad, metrics = loss_and_grad(CISPO(epsilon_min=0.8, epsilon_max=1.2), inputs, logp)
+    assert loss.item() == pytest.approx(-0.025)
+    torch.testing.assert_close(grad, t([[0.3, 0.2], [-0.55, -0.4]]))
+    # verl's pg_clipfrac: any clipped weight, any Â (3 of 4); TRL's cispo_clip_ratio: ρ > ε_max with Â > 0 (none)
+    assert metrics["clip_frac"].item() == pytest.approx(0.75)
+    assert metrics["clip_frac_high"].item() == 0.0
 
 
 # --------------------------------------------------------------------------------------- GMPO
@@ -279,6 +379,9 @@ def test_gmpo_hand_values():
     assert loss.item() == pytest.approx((-1 + 2 * e) / 2)
     torch.testing.assert_close(grad, t([[0.0, -1 / 6, -1 / 6], [e / 2, 0.0, 0.0]]))
     assert metrics["clip_frac"].item() == pytest.approx(0.4)
+    # verl's definitions: any log-ratio outside [−0.4, 0.4], split by the advantage's sign: 2 + 2 of 5
+    assert metrics["out_of_range_frac_pos"].item() == pytest.approx(0.4)
+    assert metrics["out_of_range_frac_neg"].item() == pytest.approx(0.4)
 
 
 def test_gmpo_on_policy_gradient_is_reinforce():
@@ -390,8 +493,48 @@ def test_agpo_pm_one_mixed_group_equals_zscore():
 # --------------------------------------------------------------------------------------- all objectives
 
 
+@pytest.mark.parametrize(
+    "factory",
+    [
+        pytest.param(lambda **k: GRPO(**k), id="GRPO"),
+        pytest.param(lambda **k: DAPO(**k), id="DAPO"),
+        pytest.param(lambda **k: DrGRPO(**k), id="DrGRPO"),
+        pytest.param(lambda **k: ABCGRPO(**k), id="ABCGRPO"),
+        pytest.param(lambda **k: CISPO(**k), id="CISPO"),
+        pytest.param(lambda **k: GSPO(**k), id="GSPO"),
+        pytest.param(lambda **k: GMPO(**k), id="GMPO"),
+    ],
+)
+def test_ratio_weighted_kl_on_every_objective(factory):
+    # One token, Â = 0 (every surrogate is 0), ρ = 2, δ = ref − logp = ln 2, β = 0.1, one sequence so
+    # every aggregation is the token itself (constant_norm: L_max = 1). ρ k3 has value 2 (1 − ln 2) and,
+    # ρ keeping its gradient, d/dlogp = ρ k3 + ρ (1 − e^δ) = −2 ln 2.
+    norm = Normalizers(num_sequences=1, num_tokens=1, max_length=1)
+    inputs, logp = make_inputs([[math.log(2.0)]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
+    loss, grad, metrics = loss_and_grad(factory(beta=0.1, kl_ratio_weighted=True), inputs, logp)
+    assert loss.item() == pytest.approx(0.2 * (1 - math.log(2.0)))
+    assert grad.item() == pytest.approx(-0.2 * math.log(2.0))
+    assert metrics["kl"].item() == pytest.approx(2 * (1 - math.log(2.0)))
+
+
+def test_rgra_ratio_weighted_kl_is_on_policy():
+    # RGRA ignores logp_old: its weight is exp(logp − stopgrad logp) (value 1, gradient ∇logp), so with
+    # ρ = 2 in the inputs the value is k3 = 1 − ln 2 and the gradient k3 + (1 − e^δ) = −ln 2 (× β).
+    norm = Normalizers(num_sequences=1, num_tokens=1, max_length=1)
+    inputs, logp = make_inputs([[math.log(2.0)]], [[-1.0]], [0.0], [[1.0]], norm, ref_logp=[[-1.0 + math.log(2.0)]])
+    loss, grad, _ = loss_and_grad(RGRA(beta=0.1, kl_ratio_weighted=True), inputs, logp)
+    assert loss.item() == pytest.approx(0.1 * (1 - math.log(2.0)))
+    assert grad.item() == pytest.approx(-0.1 * math.log(2.0))
+
+
 ALL = [
     pytest.param(lambda: GRPO(beta=0.04), id="GRPO"),
+    pytest.param(lambda: GRPO(beta=0.04, kl_ratio_weighted=True, entropy_bonus=EntropyBonus(coef=0.01)), id="GRPO-ratio-kl-entropy"),
+    pytest.param(lambda: GRPO(beta=0.04, aggregation="token_sum", kl_estimator="k3+"), id="GRPO-token_sum-k3+"),
+    pytest.param(lambda: GSPO(0.1, 0.1, beta=0.01, kl_ratio_weighted=True, aggregation="token_mean"), id="GSPO-ratio-kl"),
+    pytest.param(lambda: CISPO(epsilon_min=0.9, epsilon_max=1.1, entropy_bonus=EntropyBonus(coef=0.01, aggregation=None)), id="CISPO-two-sided-entropy"),
+    pytest.param(lambda: GMPO(beta=0.01, kl_ratio_weighted=True, entropy_bonus=EntropyBonus(coef=0.02)), id="GMPO-ratio-kl-entropy"),
+    pytest.param(lambda: GTPO(entropy_bonus=EntropyBonus(coef=0.02)), id="GTPO-entropy"),
     pytest.param(lambda: ABCGRPO(beta=0.01, epsilon_2=0.1), id="ABCGRPO"),
     pytest.param(lambda: ABCGRPO(aggregation="token_mean"), id="ABCGRPO-token_mean"),
     pytest.param(lambda: DAPO(), id="DAPO"),
@@ -449,6 +592,10 @@ def test_micro_batch_additivity(factory):
         (lambda: GSPO(epsilon_low=1.0), "1.0"),
         (lambda: GSPO(epsilon_high=-4e-4), "-0.0004"),
         (lambda: CISPO(epsilon_max=0.0), "0.0"),
+        (lambda: CISPO(epsilon_min=6.0), "6.0"),
+        (lambda: DrGRPO(epsilon_high=-0.1), "-0.1"),
+        (lambda: GSPO(aggregation="mean"), "'mean'"),
+        (lambda: GMPO(kl_estimator="k5"), "'k5'"),
         (lambda: GMPO(epsilon_low=-0.4), "-0.4"),
         (lambda: RGRA(beta=-0.005), "-0.005"),
         (lambda: GTPO(w_pos=-2.0), "-2.0"),
@@ -461,7 +608,7 @@ def test_rejects_bad_hyperparameters(factory, match):
         factory()
 
 
-@pytest.mark.parametrize("cls", [ABCGRPO, GSPO, CISPO, GMPO, RGRA, DAPO])
+@pytest.mark.parametrize("cls", [ABCGRPO, GSPO, CISPO, GMPO, RGRA, DAPO, DrGRPO])
 def test_beta_requires_reference(cls):
     logp, log_ratio, ref, adv, mask, norm = random_batch(seed=9)
     objective = cls(beta=0.1)
@@ -469,3 +616,127 @@ def test_beta_requires_reference(cls):
     inputs = ObjectiveInputs(logp=logp, old_logp=logp - log_ratio, advantages=adv, mask=mask, normalizers=norm)
     with pytest.raises(ValueError, match="ref_logp"):
         objective(inputs)
+
+
+# --------------------------------------------------------------------------------------- shared options, every objective
+
+KL_OBJECTIVES = [
+    # (factory, the aggregation its KL term uses)
+    pytest.param(lambda **k: GRPO(**k), "seq_mean_token_mean", id="GRPO"),
+    pytest.param(lambda **k: DAPO(**k), "token_mean", id="DAPO"),
+    pytest.param(lambda **k: DrGRPO(**k), "constant_norm", id="DrGRPO"),
+    pytest.param(lambda **k: ABCGRPO(aggregation="seq_mean_token_sum", **k), "seq_mean_token_sum", id="ABCGRPO"),
+    pytest.param(lambda **k: CISPO(**k), "token_mean", id="CISPO"),
+    pytest.param(lambda **k: GSPO(aggregation="token_sum", **k), "token_sum", id="GSPO"),
+    pytest.param(lambda **k: GMPO(**k), "seq_mean_token_mean", id="GMPO"),
+    pytest.param(lambda **k: RGRA(**k), "seq_mean_token_mean", id="RGRA"),
+]
+
+
+@pytest.mark.parametrize("factory, aggregation", KL_OBJECTIVES)
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_kl_term_of_every_objective(factory, aggregation, estimator):
+    # On-policy with Â = 0 every surrogate and its gradient vanish, so the loss is β · aggregate(kl)
+    # with the objective's aggregation, and the gradient β · dkl/dlogp times that aggregation's weights.
+    logp, _, ref, _, mask, norm = random_batch(seed=11)
+    adv = torch.zeros(logp.shape[0], dtype=F64)
+    inputs, leaf = build(logp, torch.zeros_like(logp), ref, adv, mask, norm)
+    loss, grad, metrics = loss_and_grad(factory(beta=0.3, kl_estimator=estimator), inputs, leaf)
+    delta = ref - logp
+    kl, dkl = (-delta, torch.ones_like(delta)) if estimator == "k1" else (delta.exp() - delta - 1, 1 - delta.exp())
+    lengths = mask.sum(1, keepdim=True).clamp(min=1)
+    weights = {
+        "token_mean": mask / norm.num_tokens,
+        "seq_mean_token_mean": mask / lengths / norm.num_sequences,
+        "seq_mean_token_sum": mask / norm.num_sequences,
+        "constant_norm": mask / (norm.num_sequences * norm.max_length),
+        "token_sum": mask,
+    }[aggregation]
+    assert loss.item() == pytest.approx(0.3 * (kl * weights).sum().item(), abs=1e-12)
+    torch.testing.assert_close(grad, 0.3 * dkl * weights)
+    assert metrics["kl"].item() == pytest.approx(((kl * mask).sum() / norm.num_tokens).item())
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        pytest.param(lambda **k: GRPO(beta=0.05, **k), id="GRPO"),
+        pytest.param(lambda **k: DAPO(beta=0.05, **k), id="DAPO"),
+        pytest.param(lambda **k: DrGRPO(beta=0.05, **k), id="DrGRPO"),
+        pytest.param(lambda **k: ABCGRPO(beta=0.05, **k), id="ABCGRPO"),
+        pytest.param(lambda **k: CISPO(beta=0.05, **k), id="CISPO"),
+        pytest.param(lambda **k: GSPO(0.1, 0.1, beta=0.05, **k), id="GSPO"),
+        pytest.param(lambda **k: RGRA(beta=0.05, **k), id="RGRA"),
+    ],
+)
+def test_loss_scale_factor_replaces_max_length_in_every_term(factory):
+    # constant_norm with K = 7 on a batch whose budget is 5 equals constant_norm on a budget of 7:
+    # surrogate, KL and entropy bonus alike (value and gradient), and differs from budget 5.
+    logp, log_ratio, ref, adv, mask, norm = random_batch(seed=12, spread=0.4)
+    entropy = torch.rand(logp.shape, generator=torch.Generator().manual_seed(1), dtype=F64)
+    bonus = EntropyBonus(coef=0.1, aggregation=None)
+    budget7 = Normalizers(num_sequences=norm.num_sequences, num_tokens=norm.num_tokens, max_length=7.0)
+    results = []
+    for objective, normalizers in (
+        (factory(aggregation="constant_norm", loss_scale_factor=7.0, entropy_bonus=bonus), norm),
+        (factory(aggregation="constant_norm", entropy_bonus=bonus), budget7),
+        (factory(aggregation="constant_norm", entropy_bonus=bonus), norm),
+    ):
+        inputs, leaf = build(logp, log_ratio, ref, adv, mask, normalizers, entropy=entropy)
+        results.append(loss_and_grad(objective, inputs, leaf))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+    assert results[0][2]["entropy_loss"] == pytest.approx(results[1][2]["entropy_loss"])
+    assert (results[0][1] - results[2][1]).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize(
+    "options, conflict_weights",
+    [
+        # w_pos / w_neg on conflict tokens, each completion's weights ÷ max(1, #conflicts) unless conflict_norm off
+        (dict(w_pos=3.0, w_neg=0.5), None),
+        (dict(w_pos=3.0, w_neg=0.5, conflict_norm=False), None),
+        (dict(w_pos=1.0, w_neg=1.0, aggregation="sum"), None),
+        (dict(entropy_threshold=0.4, entropy_coef=0.5, aggregation="sum"), None),
+        # c0's mean entropy is exactly τ = 0.5: filtered only above τ (H̄ > τ), so c0 is kept
+        (dict(entropy_threshold=0.5, entropy_coef=0.2), None),
+    ],
+)
+def test_gtpo_options_gradient(options, conflict_weights):
+    # The group of gtpo_group(): conflict positions c0 {0, 1, 3}, c1 {0, 1, 3}, c2 {1, 2}, c3 {1, 2}, c4 none.
+    ids, mask, adv, groups = gtpo_group()
+    objective = GTPO(**options)
+    w_pos, w_neg = objective.w_pos, objective.w_neg
+    conflicts = [[0, 1, 3], [0, 1, 3], [1, 2], [1, 2], []]
+    weights = torch.ones(5, 4, dtype=F64)
+    for i, positions in enumerate(conflicts):
+        for p in positions:
+            weights[i, p] = w_pos if adv[i] > 0 else w_neg
+        if objective.conflict_norm:
+            weights[i] /= max(1, len(positions))
+    weights = weights * mask
+    torch.testing.assert_close(objective.rollout_token_weights(ids, mask, adv, groups), weights)
+    entropy = t([[0.5] * 4, [0.9] * 4, [0.2, 0.2, 0.2, 99.0], [0.0, 0.0, 0.0, 99.0], [0.3] * 4])
+    mean_h = t([0.5, 0.9, 0.2, 0.0, 0.3])
+    shaped = torch.where(mean_h > objective.entropy_threshold, torch.zeros(5, dtype=F64), adv - objective.entropy_coef * mean_h)
+    norm = Normalizers(num_sequences=5, num_tokens=18, max_length=4)
+    logp = (-torch.ones(5, 4, dtype=F64)).requires_grad_(True)
+    inputs = ObjectiveInputs(logp=logp, old_logp=logp.detach(), advantages=adv, mask=mask, normalizers=norm,
+                             entropy=entropy, completion_ids=ids, group_ids=groups, token_weights=weights)
+    loss, grad, metrics = loss_and_grad(objective, inputs, logp)
+    n = 1.0 if objective.aggregation == "sum" else 5.0
+    lengths = mask.sum(1, keepdim=True)
+    torch.testing.assert_close(grad, -shaped.unsqueeze(1) * weights / lengths / n)
+    assert loss.item() == pytest.approx((-shaped * (weights.sum(1) / lengths.squeeze(1))).sum().item() / n)
+    assert metrics["filtered_frac"].item() == pytest.approx((mean_h > objective.entropy_threshold).double().mean().item())
+
+
+def test_fraction_helpers_count_loss_tokens_and_nonempty_sequences():
+    # Shares of a step's fraction: masked tokens over the step's N, non-empty sequences over its n.
+    mask = t([[1, 1, 0], [0, 0, 0], [1, 0, 0]])
+    norm = Normalizers(num_sequences=4, num_tokens=6, max_length=3)
+    condition = torch.tensor([[True, False, True], [True, True, True], [True, True, True]])
+    assert token_fraction(condition, mask, norm).item() == pytest.approx(2 / 6)  # padding never counts
+    # the empty row 1 never counts, whatever its condition
+    assert sequence_fraction(torch.tensor([True, True, False]), mask, norm).item() == pytest.approx(1 / 4)
+    assert sequence_fraction(torch.tensor([False, True, True]), mask, norm).item() == pytest.approx(1 / 4)

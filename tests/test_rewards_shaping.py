@@ -39,11 +39,16 @@ def test_format_reward() -> None:
     assert [think.score_one("", c, "4", {}) for c in completions] == [-0.5, -0.5, -0.5, -0.5, 0.5, -0.5, -0.5, -0.5, -0.5]
 
 
+def _bound(length: AGPOLengthReward, judge: ExactInteger | None = None) -> AGPOLengthReward:
+    RewardComposer([judge or ExactInteger(), length])  # binds the length reward to the correctness reward
+    return length
+
+
 def test_agpo_length_reward() -> None:
     # group 0 mixed: correct lengths 10, 30, 20 -> L_min 10, L_max 30; group 1 all correct; group 2 one correct
     batch = _batch([10, 30, 5, 20, 7, 9, 40, 50], [0, 0, 0, 0, 1, 1, 2, 2])
     batch.scores["correct"] = [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0]
-    values = AGPOLengthReward().score(batch)
+    values = _bound(AGPOLengthReward()).score(batch)
     span = 30 - 10 + 1e-6
     expected = [0.1, 0.1 * (1 - 20 / span), 0.0, 0.1 * (1 - 10 / span), 0.0, 0.0, 0.0, 0.1]
     assert values == pytest.approx(expected, abs=1e-12)
@@ -52,7 +57,16 @@ def test_agpo_length_reward() -> None:
 
 def test_agpo_length_reward_needs_correctness_first() -> None:
     with pytest.raises(KeyError, match="'correct'"):
+        _bound(AGPOLengthReward()).score(_batch([1], [0]))
+    with pytest.raises(RuntimeError, match="not bound"):
         AGPOLengthReward().score(_batch([1], [0]))
+
+
+def test_agpo_length_reward_refuses_a_bad_configuration_at_startup() -> None:
+    with pytest.raises(ValueError, match="'correct'.*\\['length'\\]"):
+        RewardComposer([AGPOLengthReward()])
+    with pytest.raises(ValueError, match="listed before"):
+        RewardComposer([AGPOLengthReward(), ExactInteger()])
 
 
 def test_agpo_through_the_composer_reads_the_correctness_reward() -> None:
@@ -62,6 +76,16 @@ def test_agpo_through_the_composer_reads_the_correctness_reward() -> None:
     assert parts["correct"] == [1.0, 1.0, 0.0]
     assert parts["length"] == pytest.approx([0.1, 0.1 * (1 - 10 / (10 + 1e-6)), 0.0])
     assert total == pytest.approx([1.2, 1.0 + 2 * parts["length"][1], 0.0])
+
+
+def test_agpo_length_reward_takes_the_verdict_of_a_correctness_reward_paying_other_values() -> None:
+    # The correctness reward pays 2.0 / -1.0: the length reward must still see rows 0 and 1 as correct
+    # (it once compared with its own correct_value 1.0 and silently gave every completion 0).
+    batch = _batch([10, 20, 30], [0, 0, 0], completions=["1", "1", "2"])
+    composer = RewardComposer([ExactInteger(correct_value=2.0, incorrect_value=-1.0), AGPOLengthReward()])
+    _, parts = composer(batch)
+    assert parts["correct"] == [2.0, 2.0, -1.0]
+    assert parts["length"] == pytest.approx([0.1, 0.1 * (1 - 10 / (10 + 1e-6)), 0.0])
 
 
 def test_overlong_penalty() -> None:

@@ -1,7 +1,7 @@
 """GRPO-family objectives: each maps per-token log-probs, advantages and masks to a loss."""
 
 from lightning_grpo.objectives.abc_grpo import ABCGRPO
-from lightning_grpo.objectives.base import Normalizers, Objective, ObjectiveInputs, aggregate, kl_penalty
+from lightning_grpo.objectives.base import EntropyBonus, Normalizers, Objective, ObjectiveInputs, aggregate, kl_penalty
 from lightning_grpo.objectives.cispo import CISPO
 from lightning_grpo.objectives.dapo import DAPO
 from lightning_grpo.objectives.dr_grpo import DrGRPO
@@ -21,6 +21,7 @@ __all__ = [
     "GTPO",
     "RGRA",
     "DrGRPO",
+    "EntropyBonus",
     "Normalizers",
     "Objective",
     "ObjectiveInputs",

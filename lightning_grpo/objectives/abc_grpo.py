@@ -9,7 +9,7 @@ term), with bounds that depend on the sign of the completion's advantage Â:
 
 so the gradient is zero outside the bounds in all four quadrants. PPO/GRPO, by contrast, never
 clips Q2 (Â > 0, ρ < 1: the "blind spot") and leaves Q4 (Â < 0, ρ > 1) unbounded. "Adaptive"
-refers only to the sign dependence: no running statistic, no schedule (ALGORITHMS.md §3).
+refers only to the sign dependence: no running statistic, no schedule (docs/algorithms.md §3).
 
 Defaults: ε1 = ε2 = ε3 = ε4 = 0.2, β = 0 (no reference model), aggregation
 ``seq_mean_token_mean`` (paper eq. 6). The authors' runs (a TRL fork) aggregated with the global
@@ -19,6 +19,9 @@ rollout (the authors used 4 mini-batches per rollout batch).
 
 Oracles (tested): with ρ ≡ 1 it equals GRPO in value and gradient; for Â < 0 it equals dual-clip
 GRPO with c = 1 + ε3 and ε_low = ε4.
+
+No TRL or verl configuration reproduces it (the authors' TRL fork is not a release). The shared
+options of the base class (KL estimator and ratio-weighted KL, aggregation, entropy bonus) apply.
 
 Metrics: ``clip_frac_q1`` (Â > 0, ρ > 1 + ε1), ``clip_frac_q2`` (Â > 0, ρ < 1 − ε2),
 ``clip_frac_q3`` (Â < 0, ρ < 1 − ε4), ``clip_frac_q4`` (Â < 0, ρ > 1 + ε3) as fractions of all loss
@@ -32,11 +35,11 @@ from torch import Tensor
 
 from lightning_grpo.objectives.base import (
     Aggregation,
+    EntropyBonus,
     KLEstimator,
     Objective,
     ObjectiveInputs,
     aggregate,
-    kl_penalty,
     token_fraction,
 )
 
@@ -51,6 +54,9 @@ class ABCGRPO(Objective):
         beta: float = 0.0,
         aggregation: Aggregation = "seq_mean_token_mean",
         kl_estimator: KLEstimator = "k3",
+        kl_ratio_weighted: bool = False,
+        loss_scale_factor: float | None = None,
+        entropy_bonus: EntropyBonus | None = None,
     ) -> None:
         """
         Args:
@@ -59,8 +65,11 @@ class ABCGRPO(Objective):
             epsilon_3: upper bound for Â ≤ 0, ρ ≤ 1 + epsilon_3 (Q4, unbounded in PPO).
             epsilon_4: lower bound for Â ≤ 0, ρ ≥ 1 − epsilon_4 (Q3).
             beta: KL coefficient; 0 (default) loads no reference model.
-            aggregation: how per-token losses become one loss (ALGORITHMS.md §1).
-            kl_estimator: k1, k2 or k3.
+            aggregation: how per-token losses become one loss (docs/algorithms.md §1).
+            kl_estimator: k1, k2, k3, k1+ or k3+.
+            kl_ratio_weighted: add ρ · kl_t, ρ with its gradient (TRL's ``use_bias_correction_kl``).
+            loss_scale_factor: the constant K of ``constant_norm`` (None: max_new_tokens).
+            entropy_bonus: entropy regularisation (static or adaptive), None = off.
         """
         for name, eps in (("epsilon_1", epsilon_1), ("epsilon_2", epsilon_2), ("epsilon_3", epsilon_3)):
             if eps < 0:
@@ -69,17 +78,20 @@ class ABCGRPO(Objective):
             raise ValueError(f"epsilon_2 must be in [0, 1) (lower bound 1 - epsilon_2 > 0), got {epsilon_2}")
         if not 0 <= epsilon_4 < 1:
             raise ValueError(f"epsilon_4 must be in [0, 1) (lower bound 1 - epsilon_4 > 0), got {epsilon_4}")
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+        super().__init__(
+            beta=beta,
+            kl_estimator=kl_estimator,
+            kl_ratio_weighted=kl_ratio_weighted,
+            aggregation=aggregation,
+            loss_scale_factor=loss_scale_factor,
+            entropy_bonus=entropy_bonus,
+        )
         self.epsilon_1 = epsilon_1
         self.epsilon_2 = epsilon_2
         self.epsilon_3 = epsilon_3
         self.epsilon_4 = epsilon_4
-        self.beta = beta
-        self.aggregation = aggregation
-        self.kl_estimator = kl_estimator
 
-    def __call__(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
+    def policy_loss(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         mask, norm = inputs.mask, inputs.normalizers  # [B, T]
         ratio = torch.exp(inputs.logp - inputs.old_logp)  # [B, T]
         adv = inputs.advantages.unsqueeze(1)  # [B, 1]
@@ -97,10 +109,4 @@ class ABCGRPO(Objective):
             "clip_frac_q3": token_fraction(negative & (ratio < 1.0 - self.epsilon_4), mask, norm),
             "clip_frac_q4": token_fraction(negative & (ratio > 1.0 + self.epsilon_3), mask, norm),
         }
-        if self.beta > 0:
-            if inputs.ref_logp is None:
-                raise ValueError("ABCGRPO with beta > 0 needs ref_logp; the module must load a reference model")
-            kl = kl_penalty(inputs.logp, inputs.ref_logp, self.kl_estimator)  # [B, T]
-            per_token = per_token + self.beta * kl
-            metrics["kl"] = (kl.detach() * mask).sum() / norm.num_tokens
-        return aggregate(per_token, mask, self.aggregation, norm), metrics
+        return aggregate(per_token, mask, self.aggregation, norm, self.loss_scale_factor), metrics

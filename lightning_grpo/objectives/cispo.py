@@ -1,20 +1,31 @@
 """CISPO — Clipped IS-weight Policy Optimization (MiniMax-M1, arXiv 2506.13585).
 
 Instead of clipping the token update (which drops the gradient of clipped tokens, often the rare
-"reflective" ones), CISPO clips the importance weight and always keeps the REINFORCE gradient:
+"reflective" ones), CISPO clips the importance weight and always keeps the REINFORCE gradient
+(docs/algorithms.md §7):
 
-    L_t = −stopgrad(min(ρ_t, ε_max)) · Â_i · logp_t  (+ β · kl_t),   aggregated with ``token_mean``
+    w_t = stopgrad(clip(ρ_t, ε_min, ε_max)),   L_t = −w_t · Â_i · logp_t  (+ β · kl_t)
 
-The paper writes the clip as clip(ρ, 1 − ε_low^IS, 1 + ε_high^IS) with no lower bound in practice
-and only ε_high^IS tuned; we expose the upper cap directly as an absolute value ε_max (TRL's CISPO
-does the same with ``epsilon_high``, 5.0 recommended). verl clips two-sided around 1 (0.8–1.2 by
-default) — a different method in effect (ALGORITHMS.md §11).
+aggregated with ``token_mean``. The paper writes the clip as clip(ρ, 1 − ε_low^IS, 1 + ε_high^IS)
+with no lower bound in practice and only ε_high^IS tuned; we take the bounds as absolute values:
+ε_max caps the weight (TRL's CISPO uses ``epsilon_high`` the same way, 5.0 recommended) and the
+optional ε_min floors it (None: no floor). verl 0.9.1 clips two-sided around 1,
+clip(ρ, 1 − ``clip_ratio_low``, 1 + ``clip_ratio_high``), 0.8–1.2 by default: that is
+``CISPO(epsilon_min=1 − clip_ratio_low, epsilon_max=1 + clip_ratio_high)``, a much tighter clip in
+effect (docs/algorithms.md §11).
 
 The loss *value* is not a surrogate of the return (it contains logp itself); only its gradient,
 −w_t Â ∇logp_t, is meaningful. With ρ ≡ 1 (one update per rollout) it is REINFORCE with token-mean
 aggregation.
 
-Defaults: ε_max = 5.0, β = 0, ``token_mean``. Metrics: ``clip_frac`` (loss tokens with ρ > ε_max),
+Defaults: ε_max = 5.0, no ε_min, β = 0, ``token_mean``.
+
+Reproduces exactly (tests/reference): TRL 1.16 ``loss_type="cispo"`` with ``epsilon_high`` ↔
+``epsilon_max`` (token-level importance sampling); verl 0.9.1 ``loss_mode="cispo"`` with the
+two-sided bounds above and any ``loss_agg_mode``.
+
+Metrics: ``clip_frac`` (loss tokens whose weight is clipped, ρ > ε_max or ρ < ε_min, any Â: verl's
+``pg_clipfrac``), ``clip_frac_high`` (ρ > ε_max with Â > 0 only: TRL's ``cispo_clip_ratio``),
 ``kl`` when β > 0.
 """
 
@@ -25,11 +36,11 @@ from torch import Tensor
 
 from lightning_grpo.objectives.base import (
     Aggregation,
+    EntropyBonus,
     KLEstimator,
     Objective,
     ObjectiveInputs,
     aggregate,
-    kl_penalty,
     token_fraction,
 )
 
@@ -38,37 +49,52 @@ class CISPO(Objective):
     def __init__(
         self,
         epsilon_max: float = 5.0,
+        epsilon_min: float | None = None,
         beta: float = 0.0,
         aggregation: Aggregation = "token_mean",
         kl_estimator: KLEstimator = "k3",
+        kl_ratio_weighted: bool = False,
+        loss_scale_factor: float | None = None,
+        entropy_bonus: EntropyBonus | None = None,
     ) -> None:
         """
         Args:
-            epsilon_max: absolute cap on the importance weight, w = min(ρ, epsilon_max); must be > 0.
+            epsilon_max: absolute cap on the importance weight, w ≤ epsilon_max; must be > 0.
+            epsilon_min: absolute floor on the weight, w ≥ epsilon_min (verl: 1 − clip_ratio_low);
+                None = no floor.
             beta: KL coefficient; CISPO uses none (0).
             aggregation: ``token_mean`` (paper); others for ablations.
-            kl_estimator: k1, k2 or k3 (only used when beta > 0).
+            kl_estimator: k1, k2, k3, k1+ or k3+ (only used when beta > 0).
+            kl_ratio_weighted: add ρ · kl_t, ρ with its gradient (TRL's ``use_bias_correction_kl``).
+            loss_scale_factor: the constant K of ``constant_norm`` (None: max_new_tokens).
+            entropy_bonus: entropy regularisation (static or adaptive), None = off.
         """
         if epsilon_max <= 0:
             raise ValueError(f"epsilon_max must be > 0 (an absolute cap on the ratio), got {epsilon_max}")
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+        if epsilon_min is not None and not 0 <= epsilon_min <= epsilon_max:
+            raise ValueError(f"epsilon_min must be in [0, epsilon_max={epsilon_max}] (or None), got {epsilon_min}")
+        super().__init__(
+            beta=beta,
+            kl_estimator=kl_estimator,
+            kl_ratio_weighted=kl_ratio_weighted,
+            aggregation=aggregation,
+            loss_scale_factor=loss_scale_factor,
+            entropy_bonus=entropy_bonus,
+        )
         self.epsilon_max = epsilon_max
-        self.beta = beta
-        self.aggregation = aggregation
-        self.kl_estimator = kl_estimator
+        self.epsilon_min = epsilon_min
 
-    def __call__(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
+    def policy_loss(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         mask, norm = inputs.mask, inputs.normalizers  # [B, T]
         ratio = torch.exp(inputs.logp.detach() - inputs.old_logp)  # [B, T], no grad
-        weight = ratio.clamp(max=self.epsilon_max)  # [B, T]
+        weight = ratio.clamp(min=self.epsilon_min, max=self.epsilon_max)  # [B, T]
         adv = inputs.advantages.unsqueeze(1)  # [B, 1]
         per_token = -weight * adv * inputs.logp  # [B, T]
-        metrics = {"clip_frac": token_fraction(ratio > self.epsilon_max, mask, norm)}
-        if self.beta > 0:
-            if inputs.ref_logp is None:
-                raise ValueError("CISPO with beta > 0 needs ref_logp; the module must load a reference model")
-            kl = kl_penalty(inputs.logp, inputs.ref_logp, self.kl_estimator)  # [B, T]
-            per_token = per_token + self.beta * kl
-            metrics["kl"] = (kl.detach() * mask).sum() / norm.num_tokens
-        return aggregate(per_token, mask, self.aggregation, norm), metrics
+        clipped = ratio > self.epsilon_max
+        if self.epsilon_min is not None:
+            clipped = clipped | (ratio < self.epsilon_min)
+        metrics = {
+            "clip_frac": token_fraction(clipped, mask, norm),
+            "clip_frac_high": token_fraction((ratio > self.epsilon_max) & (adv > 0), mask, norm),
+        }
+        return aggregate(per_token, mask, self.aggregation, norm, self.loss_scale_factor), metrics

@@ -1,6 +1,6 @@
 """DAPO — Decoupled Clip and Dynamic sAmpling Policy Optimization (Yu et al., arXiv 2503.14476).
 
-The loss is GRPO's clipped surrogate with two changes (ALGORITHMS.md §7):
+The loss is GRPO's clipped surrogate with two changes (docs/algorithms.md §7):
 
     L_t = −min(ρ Â, clip(ρ, 1 − ε_low, 1 + ε_high) Â),   aggregated with ``token_mean``:
     loss = Σ_{i,t} M L_t / N_tokens   (N over the whole rollout batch on all ranks)
@@ -15,12 +15,17 @@ correctness is all 0 or all 1 and sample more prompts) is the data module's, ove
 shaping (soft length penalty in the cache zone) is a reward function, and overlong filtering is
 the module's ``mask_truncated`` option. The advantage is the group z-score.
 
-Defaults: ε_low = 0.2, ε_high = 0.28, β = 0, ``token_mean``. Metrics as :class:`GRPO`.
+Defaults: ε_low = 0.2, ε_high = 0.28, β = 0, ``token_mean``. Options and metrics as :class:`GRPO`.
+
+Reproduces exactly (tests/reference): TRL 1.16 ``loss_type="dapo"`` with ``epsilon=0.2,
+epsilon_high=0.28`` (TRL's default loss type; its normaliser is the generation batch's token count,
+our N_tokens); verl 0.9.1 ``loss_mode="vanilla"``, ``loss_agg_mode="token-mean"``,
+``clip_ratio_low=0.2``, ``clip_ratio_high=0.28`` with ``dual_clip=clip_ratio_c``.
 """
 
 from __future__ import annotations
 
-from lightning_grpo.objectives.base import Aggregation, KLEstimator
+from lightning_grpo.objectives.base import Aggregation, EntropyBonus, KLEstimator
 from lightning_grpo.objectives.grpo import GRPO
 
 
@@ -34,6 +39,8 @@ class DAPO(GRPO):
         dual_clip: float | None = None,
         kl_estimator: KLEstimator = "k3",
         kl_ratio_weighted: bool = False,
+        loss_scale_factor: float | None = None,
+        entropy_bonus: EntropyBonus | None = None,
     ) -> None:
         """
         Args:
@@ -42,8 +49,10 @@ class DAPO(GRPO):
             beta: KL coefficient; DAPO drops the KL term (0).
             aggregation: ``token_mean`` (DAPO's token-level loss); others for ablations.
             dual_clip: dual-clip constant c > 1 for Â < 0, None = off.
-            kl_estimator: k1, k2 or k3 (only used when beta > 0).
-            kl_ratio_weighted: weight kl_t by stopgrad(ρ) (TRL's default), not the paper's form.
+            kl_estimator: k1, k2, k3, k1+ or k3+ (only used when beta > 0).
+            kl_ratio_weighted: add ρ · kl_t, ρ with its gradient (TRL's default), not the paper's form.
+            loss_scale_factor: the constant K of ``constant_norm`` (None: max_new_tokens).
+            entropy_bonus: entropy regularisation (static or adaptive), None = off.
         """
         super().__init__(
             epsilon_low=epsilon_low,
@@ -53,4 +62,6 @@ class DAPO(GRPO):
             dual_clip=dual_clip,
             kl_estimator=kl_estimator,
             kl_ratio_weighted=kl_ratio_weighted,
+            loss_scale_factor=loss_scale_factor,
+            entropy_bonus=entropy_bonus,
         )

@@ -1,25 +1,31 @@
 """Dr. GRPO — "GRPO done right" (Liu et al., Understanding R1-Zero-Like Training, arXiv 2503.20783).
 
-The paper removes GRPO's two normalisations that bias the update (ALGORITHMS.md §7):
+The paper removes GRPO's two normalisations that bias the update (docs/algorithms.md §7):
 
 - the per-completion length normalisation 1/|o_i| (it favours long wrong answers and short right
   ones), replaced by one constant: loss = Σ_{i,t} M L_t / (n · L_max) (``constant_norm``), with
-  L_max the generation budget (``max_new_tokens``) and n the number of completions;
+  L_max the generation budget (``max_new_tokens``, or ``loss_scale_factor``) and n the number of
+  completions;
 - the std in the advantage: Â_i = r_i − mean_g r. That is the advantage estimator's job: pair this
   objective with :class:`lightning_grpo.advantages.MeanCentered`
   (or ``GroupNormalized(scale="none")``).
 
-Per token the surrogate is PPO's: L_t = −min(ρ Â, clip(ρ, 1 − ε, 1 + ε) Â). No KL (β = 0).
+Per token the surrogate is PPO's: L_t = −min(ρ Â, clip(ρ, 1 − ε, 1 + ε_high) Â), ε_high = ε unless
+given (TRL's ``epsilon`` / ``epsilon_high``). No KL (β = 0).
 
-Defaults: ε = 0.2 (both sides), β = 0, ``constant_norm``. verl's ``seq-mean-token-sum-norm``
-(0.9.1) and TRL's ``loss_type="dr_grpo"`` compute the same normaliser (ALGORITHMS.md §11).
-Here n counts completions with at least one loss token (see :class:`Normalizers`). Metrics as
+Defaults: ε = ε_high = 0.2, β = 0, ``constant_norm``. Here n counts completions with at least one
+loss token (see :class:`~lightning_grpo.objectives.base.Normalizers`). Options and metrics as
 :class:`GRPO`.
+
+Reproduces exactly (tests/reference): TRL 1.16 ``loss_type="dr_grpo"`` with ``epsilon`` and
+``epsilon_high`` (TRL's n counts every row, empty ones too); verl 0.9.1 ``loss_mode="vanilla"``
+with ``loss_agg_mode="seq-mean-token-sum-norm"`` and ``loss_scale_factor`` ↔ ``loss_scale_factor``
+(docs/algorithms.md §11).
 """
 
 from __future__ import annotations
 
-from lightning_grpo.objectives.base import Aggregation, KLEstimator
+from lightning_grpo.objectives.base import Aggregation, EntropyBonus, KLEstimator
 from lightning_grpo.objectives.grpo import GRPO
 
 
@@ -27,20 +33,37 @@ class DrGRPO(GRPO):
     def __init__(
         self,
         epsilon: float = 0.2,
+        epsilon_high: float | None = None,
         beta: float = 0.0,
         aggregation: Aggregation = "constant_norm",
         kl_estimator: KLEstimator = "k3",
+        kl_ratio_weighted: bool = False,
+        loss_scale_factor: float | None = None,
+        entropy_bonus: EntropyBonus | None = None,
     ) -> None:
         """
         Args:
-            epsilon: symmetric clip range, 1 − epsilon ≤ ρ ≤ 1 + epsilon.
+            epsilon: lower clip range (and the upper one unless epsilon_high is given), ρ ≥ 1 − epsilon.
+            epsilon_high: upper clip range, ρ ≤ 1 + epsilon_high; None = epsilon (symmetric).
             beta: KL coefficient; Dr. GRPO uses none (0).
             aggregation: ``constant_norm`` (Σ M·L / (n · L_max)); others for ablations.
-            kl_estimator: k1, k2 or k3 (only used when beta > 0).
+            kl_estimator: k1, k2, k3, k1+ or k3+ (only used when beta > 0).
+            kl_ratio_weighted: add ρ · kl_t, ρ with its gradient (TRL's default).
+            loss_scale_factor: the constant L_max of ``constant_norm`` (None: max_new_tokens).
+            entropy_bonus: entropy regularisation (static or adaptive), None = off.
         """
         if epsilon < 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+        if epsilon_high is not None and epsilon_high < 0:
+            raise ValueError(f"epsilon_high must be >= 0 (or None), got {epsilon_high}")
         super().__init__(
-            epsilon_low=epsilon, epsilon_high=epsilon, beta=beta, aggregation=aggregation, kl_estimator=kl_estimator
+            epsilon_low=epsilon,
+            epsilon_high=epsilon if epsilon_high is None else epsilon_high,
+            beta=beta,
+            aggregation=aggregation,
+            kl_estimator=kl_estimator,
+            kl_ratio_weighted=kl_ratio_weighted,
+            loss_scale_factor=loss_scale_factor,
+            entropy_bonus=entropy_bonus,
         )
         self.epsilon = epsilon

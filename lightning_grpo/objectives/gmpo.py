@@ -1,8 +1,8 @@
 """GMPO — Geometric-Mean Policy Optimization (Zhao et al., arXiv 2507.20673).
 
 GRPO maximises the arithmetic mean over tokens of ρ_t Â; GMPO the geometric mean, which is far
-less sensitive to outlier ratios. Clipping is per token, in log space, one-sided by the sign of
-the advantage (PPO's trust region) and applied *before* the mean:
+less sensitive to outlier ratios (docs/algorithms.md §7). Clipping is per token, in log space,
+one-sided by the sign of the advantage (PPO's trust region) and applied *before* the mean:
 
     ℓ_t  = log ρ_t = logp − logp_old
     ℓ̃_t = min(ℓ_t, clip(ℓ_t, −ε_low, ε_high))   if Â_i > 0   (caps growth)
@@ -13,11 +13,19 @@ i.e. the paper's (Π_t min(ρ_t^{sgn Â}, clip(ρ_t, e^{−ε_low}, e^{ε_high})
 The gradient w.r.t. logp_t is −exp(mean ℓ̃) Â_i / |o_i| for unclipped tokens and 0 for clipped ones.
 
 Defaults: ε_low = ε_high = 0.4 (ratios in (e^{−0.4}, e^{0.4}), the paper's wider range), β = 0,
-the group z-score advantage, mean over completions. The authors' code (verl's ``geo_mean`` policy
-loss) computes the same clipped mean; ``beta`` > 0 adds the per-token k3 KL, averaged over each
-completion's tokens and then over completions. Empty completions are not counted in n.
+the group z-score advantage, mean over completions. ``beta`` > 0 adds the per-token KL, averaged
+over each completion's tokens and then over completions (``seq_mean_token_mean``; with
+``kl_ratio_weighted`` weighted by the token ratio ρ_t with its gradient). Empty completions are not
+counted in n.
 
-Metrics: ``clip_frac`` (loss tokens whose log-ratio is clipped), ``kl`` when β > 0.
+Reproduces exactly (tests/reference): verl 0.9.1 ``loss_mode="geo_mean"`` (the authors' code; it
+ignores ``loss_agg_mode`` and averages over all rows, so n counts empty rows there) with
+``clip_ratio_low``/``clip_ratio_high`` ↔ ``epsilon_low``/``epsilon_high``. TRL has no GMPO.
+
+Metrics: ``clip_frac`` (loss tokens whose log-ratio is clipped: on the side that binds for their
+advantage's sign), ``out_of_range_frac_pos`` / ``out_of_range_frac_neg`` (loss tokens whose
+log-ratio lies outside [−ε_low, ε_high] on either side, with Â > 0 / Â < 0: verl's ``pg_clipfrac``
+/ ``pg_clipfrac_lower``), ``kl`` when β > 0.
 """
 
 from __future__ import annotations
@@ -26,11 +34,10 @@ import torch
 from torch import Tensor
 
 from lightning_grpo.objectives.base import (
+    EntropyBonus,
     KLEstimator,
     Objective,
     ObjectiveInputs,
-    aggregate,
-    kl_penalty,
     token_fraction,
 )
 
@@ -42,26 +49,33 @@ class GMPO(Objective):
         epsilon_high: float = 0.4,
         beta: float = 0.0,
         kl_estimator: KLEstimator = "k3",
+        kl_ratio_weighted: bool = False,
+        entropy_bonus: EntropyBonus | None = None,
     ) -> None:
         """
         Args:
             epsilon_low: log-space lower clip, log ρ ≥ −epsilon_low (applies when Â < 0).
             epsilon_high: log-space upper clip, log ρ ≤ epsilon_high (applies when Â > 0).
             beta: KL coefficient; GMPO uses none (0).
-            kl_estimator: k1, k2 or k3 (only used when beta > 0).
+            kl_estimator: k1, k2, k3, k1+ or k3+ (only used when beta > 0).
+            kl_ratio_weighted: add ρ_t · kl_t, ρ_t with its gradient (TRL's ``use_bias_correction_kl``).
+            entropy_bonus: entropy regularisation (static or adaptive), None = off.
         """
         if epsilon_low < 0 or epsilon_high < 0:
             raise ValueError(
                 f"log-space clip ranges must be >= 0, got epsilon_low={epsilon_low}, epsilon_high={epsilon_high}"
             )
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+        super().__init__(
+            beta=beta,
+            kl_estimator=kl_estimator,
+            kl_ratio_weighted=kl_ratio_weighted,
+            aggregation="seq_mean_token_mean",
+            entropy_bonus=entropy_bonus,
+        )
         self.epsilon_low = epsilon_low
         self.epsilon_high = epsilon_high
-        self.beta = beta
-        self.kl_estimator = kl_estimator
 
-    def __call__(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
+    def policy_loss(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         mask, norm = inputs.mask, inputs.normalizers  # [B, T]
         log_ratio = inputs.logp - inputs.old_logp  # [B, T]
         adv = inputs.advantages.unsqueeze(1)  # [B, 1]
@@ -72,11 +86,10 @@ class GMPO(Objective):
         nonempty = (mask.sum(dim=1) > 0).to(seq_ratio.dtype)  # [B]
         loss = -(seq_ratio * inputs.advantages * nonempty).sum() / norm.num_sequences
         was_clipped = ((adv > 0) & (log_ratio > self.epsilon_high)) | ((adv < 0) & (log_ratio < -self.epsilon_low))
-        metrics = {"clip_frac": token_fraction(was_clipped, mask, norm)}
-        if self.beta > 0:
-            if inputs.ref_logp is None:
-                raise ValueError("GMPO with beta > 0 needs ref_logp; the module must load a reference model")
-            kl = kl_penalty(inputs.logp, inputs.ref_logp, self.kl_estimator)  # [B, T]
-            loss = loss + self.beta * aggregate(kl, mask, "seq_mean_token_mean", norm)
-            metrics["kl"] = (kl.detach() * mask).sum() / norm.num_tokens
+        outside = (log_ratio > self.epsilon_high) | (log_ratio < -self.epsilon_low)  # [B, T]
+        metrics = {
+            "clip_frac": token_fraction(was_clipped, mask, norm),
+            "out_of_range_frac_pos": token_fraction(outside & (adv > 0), mask, norm),
+            "out_of_range_frac_neg": token_fraction(outside & (adv < 0), mask, norm),
+        }
         return loss, metrics

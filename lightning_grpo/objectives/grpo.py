@@ -1,22 +1,38 @@
 """GRPO — Group Relative Policy Optimization (Shao et al., DeepSeekMath, arXiv 2402.03300).
 
-Per loss token, with ρ = exp(logp − logp_old) and the completion's advantage Â:
+Per loss token, with ρ = exp(logp − logp_old) and the completion's advantage Â (docs/algorithms.md §2):
 
     L_t = −min(ρ Â, clip(ρ, 1 − ε_low, 1 + ε_high) Â) + β · kl_t
 
-kl_t is the k3 estimator exp(ref − logp) − (ref − logp) − 1 (ALGORITHMS.md §1). The paper's
-form is the default; ``kl_ratio_weighted=True`` multiplies kl_t by stopgrad(ρ) as TRL 1.16 does by
-default (``use_bias_correction_kl``).
+kl_t is the k3 estimator exp(ref − logp) − (ref − logp) − 1 (docs/algorithms.md §1; k1, k2 and
+verl's straight-through k1+/k3+ by option). The paper's form is the default;
+``kl_ratio_weighted=True`` adds ρ · kl_t instead, ρ *with* its gradient (TRL's
+``use_bias_correction_kl``, on by default there): the importance-weighted estimate of
+KL(π_θ‖π_ref) under the sampling policy, whose gradient is the KL's.
 
-Optional dual clip (verl's ``clip_ratio_c``): for Â < 0, L_t = min(−Â · c, L_t), which bounds the
-loss (and zeroes the gradient) when ρ > c. Off by default (TRL's GRPO has none; verl's is on).
+Optional dual clip (verl's ``clip_ratio_c``, TRL's ``delta``): for Â < 0, L_t = min(−Â · c, L_t),
+which bounds the loss (and zeroes the gradient) when ρ > c. Off by default (TRL's GRPO has none;
+verl's is on with c = 3). TRL's ``delta`` clamps ρ at δ before the min; for δ > 1 + ε_high that is
+the same loss and gradient as c = δ.
 
 Defaults: ε_low = ε_high = 0.2, β = 0.04 (paper), aggregation ``seq_mean_token_mean`` (paper eq. 3:
 mean over tokens of each completion, then mean over completions; empty completions are not
-counted, unlike TRL/verl, ALGORITHMS.md §11).
+counted, unlike TRL/verl's trainers, docs/algorithms.md §11). Every option of the base class
+(:class:`~lightning_grpo.objectives.base.Objective`: aggregation incl. ``token_sum`` and
+``constant_norm`` with ``loss_scale_factor``, KL estimator, entropy bonus) applies.
 
-Metrics: ``clip_frac_low`` (ρ < 1 − ε_low with Â < 0), ``clip_frac_high`` (ρ > 1 + ε_high with
-Â > 0), ``dual_clip_frac`` when dual clip is on, ``kl`` (masked token mean) when β > 0.
+Reproduces exactly (tests/reference): TRL 1.16 ``loss_type="grpo"`` (``seq_mean_token_mean``),
+``"bnpo"`` (``token_mean``), ``"luspo"`` (``seq_mean_token_sum``), with ``epsilon``/``epsilon_high``,
+``beta`` with ``use_bias_correction_kl`` ↔ ``kl_ratio_weighted``, ``delta`` ↔ ``dual_clip``,
+``entropy_coef``/adaptive entropy ↔ ``entropy_bonus``; verl 0.9.1 ``policy_loss.loss_mode="vanilla"``
+with ``clip_ratio_low``/``clip_ratio_high``/``clip_ratio_c`` ↔ ``dual_clip``, every ``loss_agg_mode``,
+``use_kl_loss`` with ``kl_loss_type`` ↔ ``kl_estimator``, ``entropy_coeff`` ↔
+``EntropyBonus(coef, aggregation=None)``.
+
+Metrics: ``clip_frac_low`` (ρ < 1 − ε_low with Â < 0; TRL ``clip_ratio/low_mean``),
+``clip_frac_high`` (ρ > 1 + ε_high with Â > 0; TRL ``clip_ratio/high_mean``; their sum is TRL's
+``clip_ratio/region_mean`` and verl's ``pg_clipfrac``), ``dual_clip_frac`` when dual clip is on (verl
+``pg_clipfrac_lower``), ``kl`` (masked token mean of the weighted kl_t) when β > 0.
 """
 
 from __future__ import annotations
@@ -26,11 +42,11 @@ from torch import Tensor
 
 from lightning_grpo.objectives.base import (
     Aggregation,
+    EntropyBonus,
     KLEstimator,
     Objective,
     ObjectiveInputs,
     aggregate,
-    kl_penalty,
     token_fraction,
 )
 
@@ -45,32 +61,38 @@ class GRPO(Objective):
         dual_clip: float | None = None,
         kl_estimator: KLEstimator = "k3",
         kl_ratio_weighted: bool = False,
+        loss_scale_factor: float | None = None,
+        entropy_bonus: EntropyBonus | None = None,
     ) -> None:
         """
         Args:
             epsilon_low: lower clip range, ρ ≥ 1 − epsilon_low.
             epsilon_high: upper clip range, ρ ≤ 1 + epsilon_high (DAPO's clip-higher raises it).
             beta: KL coefficient; 0 loads no reference model.
-            aggregation: how per-token losses become one loss (ALGORITHMS.md §1).
+            aggregation: how per-token losses become one loss (docs/algorithms.md §1).
             dual_clip: the constant c > 1 of dual-clip PPO for Â < 0 (verl uses 3.0); None = off.
-            kl_estimator: k1, k2 or k3.
-            kl_ratio_weighted: weight kl_t by stopgrad(ρ) (TRL's default), not the paper's form.
+            kl_estimator: k1, k2, k3, or verl's straight-through k1+ / k3+.
+            kl_ratio_weighted: add ρ · kl_t, ρ with its gradient (TRL's default), not the paper's kl_t.
+            loss_scale_factor: the constant K of ``constant_norm`` (None: max_new_tokens).
+            entropy_bonus: entropy regularisation (static or adaptive), None = off.
         """
         if epsilon_low < 0 or epsilon_high < 0:
             raise ValueError(f"clip ranges must be >= 0, got epsilon_low={epsilon_low}, epsilon_high={epsilon_high}")
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
         if dual_clip is not None and dual_clip <= 1.0:
             raise ValueError(f"dual_clip must be > 1 (or None), got {dual_clip}")
+        super().__init__(
+            beta=beta,
+            kl_estimator=kl_estimator,
+            kl_ratio_weighted=kl_ratio_weighted,
+            aggregation=aggregation,
+            loss_scale_factor=loss_scale_factor,
+            entropy_bonus=entropy_bonus,
+        )
         self.epsilon_low = epsilon_low
         self.epsilon_high = epsilon_high
-        self.beta = beta
-        self.aggregation = aggregation
         self.dual_clip = dual_clip
-        self.kl_estimator = kl_estimator
-        self.kl_ratio_weighted = kl_ratio_weighted
 
-    def __call__(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
+    def policy_loss(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         mask, norm = inputs.mask, inputs.normalizers  # [B, T]
         ratio = torch.exp(inputs.logp - inputs.old_logp)  # [B, T]
         adv = inputs.advantages.unsqueeze(1)  # [B, 1]
@@ -85,13 +107,4 @@ class GRPO(Objective):
             dual = (adv < 0) & (per_token > bound)  # [B, T]
             per_token = torch.where(adv < 0, torch.min(per_token, bound), per_token)
             metrics["dual_clip_frac"] = token_fraction(dual, mask, norm)
-        if self.beta > 0:
-            if inputs.ref_logp is None:
-                raise ValueError("GRPO with beta > 0 needs ref_logp; the module must load a reference model")
-            kl = kl_penalty(inputs.logp, inputs.ref_logp, self.kl_estimator)  # [B, T]
-            if self.kl_ratio_weighted:
-                kl = kl * ratio.detach()
-            per_token = per_token + self.beta * kl
-            metrics["kl"] = ((kl.detach() * mask).sum() / norm.num_tokens)
-        loss = aggregate(per_token, mask, self.aggregation, norm)
-        return loss, metrics
+        return aggregate(per_token, mask, self.aggregation, norm, self.loss_scale_factor), metrics

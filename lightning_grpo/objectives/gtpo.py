@@ -1,7 +1,7 @@
 """GTPO — Group-relative Trajectory-based Policy Optimization (Simoni et al., arXiv 2508.03772).
 
 Not the unrelated "GTPO and GRPO-S" (arXiv 2508.04349). On-policy, no clipping, no KL, no
-reference model (ALGORITHMS.md §5). Pair it with :class:`lightning_grpo.advantages.MeanCentered`
+reference model (docs/algorithms.md §5). Pair it with :class:`lightning_grpo.advantages.MeanCentered`
 (Â_i = r_i − mean_g r).
 
 **Conflict tokens** (computed once per rollout batch in :meth:`GTPO.rollout_token_weights`, where
@@ -41,6 +41,10 @@ Defaults: w_pos = 2.0, w_neg = 0.0, τ = 0.7, λ = 0.1 (the authors' Qwen exampl
 conflict_norm on, ``mean``. Metrics: ``conflict_token_frac`` (conflict tokens / loss tokens of the
 rollout batch, reported as this micro-batch's token share of it), ``filtered_frac`` (completions
 removed by the entropy filter), ``mean_entropy`` (mean over completions of H̄_i).
+
+No TRL or verl configuration reproduces it. The base class's entropy bonus (``entropy_bonus``, a
+separate thing from the entropy *filter* above) applies, averaged like the loss
+(``seq_mean_token_mean`` unless the bonus names an aggregation); GTPO has no KL term.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from lightning_grpo.objectives.base import Objective, ObjectiveInputs, sequence_fraction
+from lightning_grpo.objectives.base import Aggregation, EntropyBonus, Objective, ObjectiveInputs, sequence_fraction
 
 
 def _opposite_sign_match(ids: Tensor, valid: Tensor, sign: Tensor, group_ids: Tensor) -> Tensor:
@@ -101,8 +105,6 @@ def conflict_tokens(completion_ids: Tensor, mask: Tensor, advantages: Tensor, gr
 
 
 class GTPO(Objective):
-    beta = 0.0
-
     def __init__(
         self,
         w_pos: float = 2.0,
@@ -111,6 +113,7 @@ class GTPO(Objective):
         entropy_coef: float = 0.1,
         conflict_norm: bool = True,
         aggregation: Literal["mean", "sum"] = "mean",
+        entropy_bonus: EntropyBonus | None = None,
     ) -> None:
         """
         Args:
@@ -120,6 +123,7 @@ class GTPO(Objective):
             entropy_coef: λ, Â ← Â − λ · H̄ for completions kept by the filter.
             conflict_norm: divide each completion's weights by max(1, its number of conflict tokens).
             aggregation: ``mean`` over completions (default) or ``sum`` (the reference code).
+            entropy_bonus: entropy regularisation (static or adaptive), None = off.
         """
         if w_pos < 0 or w_neg < 0:
             raise ValueError(f"conflict weights must be >= 0, got w_pos={w_pos}, w_neg={w_neg}")
@@ -129,6 +133,7 @@ class GTPO(Objective):
             raise ValueError(f"entropy_coef must be >= 0, got {entropy_coef}")
         if aggregation not in ("mean", "sum"):
             raise ValueError(f"unknown aggregation {aggregation!r}; expected 'mean' or 'sum'")
+        super().__init__(beta=0.0, entropy_bonus=entropy_bonus)
         self.w_pos = w_pos
         self.w_neg = w_neg
         self.entropy_threshold = entropy_threshold
@@ -151,7 +156,10 @@ class GTPO(Objective):
         self._conflict_rate = (conflict.to(mask.dtype).sum() / tokens.clamp(min=1.0)).detach()
         return weights * mask
 
-    def __call__(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
+    def regularizer_aggregation(self) -> Aggregation:
+        return "seq_mean_token_mean"
+
+    def policy_loss(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         mask, norm = inputs.mask, inputs.normalizers  # [B, T]
         if inputs.entropy is None:
             raise ValueError("GTPO needs the token entropy (inputs.entropy) for its entropy filter")

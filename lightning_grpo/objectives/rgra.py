@@ -1,24 +1,37 @@
 """RGRA — REINFORCE with Group-Relative Advantage (arXiv 2603.18756).
 
 GRPO without the PPO machinery: no importance ratio, no clipping; the group z-score advantage and
-the KL to the reference are kept (the paper's eq. 2):
+the KL to the reference are kept (the paper's eq. 2; docs/algorithms.md §6):
 
     L = −(1/n) Σ_i (1/|o_i|) Σ_t M [ Â_i · logp_t − β · kl_t ]
 
-kl_t is the k3 estimator (ALGORITHMS.md §1). Because one-step GRPO has ρ = exp(logp − stopgrad
+kl_t is the k3 estimator (docs/algorithms.md §1). Because one-step GRPO has ρ = exp(logp − stopgrad
 logp) ≡ 1 with ∇ρ = ∇logp, RGRA's *gradient* equals one-step GRPO's (with the same β and KL);
 the loss *values* differ (RGRA's contains logp itself) — compare gradients, not losses. Unlike
-GRPO, RGRA ignores logp_old: it is an on-policy method (one update per rollout).
+GRPO, RGRA ignores logp_old: it is an on-policy method (one update per rollout); with
+``kl_ratio_weighted`` its KL weight is exp(logp − stopgrad(logp)) (value 1, gradient ∇logp).
 
 Defaults: β = 0.005 (paper), ``seq_mean_token_mean``, group z-score advantage. There is no public
 reference code. Metrics: ``kl`` when β > 0.
+
+Reproduces exactly (tests/reference): verl 0.9.1 ``loss_mode="gpg"`` (−Â · logp, any
+``loss_agg_mode``) with ``use_kl_loss``, ``kl_loss_coef`` ↔ ``beta`` and ``kl_loss_type`` ↔
+``kl_estimator``. Its gradient is TRL's ``loss_type="grpo"`` with one update per rollout.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-from lightning_grpo.objectives.base import Aggregation, KLEstimator, Objective, ObjectiveInputs, aggregate, kl_penalty
+from lightning_grpo.objectives.base import (
+    Aggregation,
+    EntropyBonus,
+    KLEstimator,
+    Objective,
+    ObjectiveInputs,
+    aggregate,
+)
 
 
 class RGRA(Objective):
@@ -27,28 +40,33 @@ class RGRA(Objective):
         beta: float = 0.005,
         aggregation: Aggregation = "seq_mean_token_mean",
         kl_estimator: KLEstimator = "k3",
+        kl_ratio_weighted: bool = False,
+        loss_scale_factor: float | None = None,
+        entropy_bonus: EntropyBonus | None = None,
     ) -> None:
         """
         Args:
             beta: KL coefficient; 0 loads no reference model.
             aggregation: ``seq_mean_token_mean`` (paper); others for ablations.
-            kl_estimator: k1, k2 or k3.
+            kl_estimator: k1, k2, k3, k1+ or k3+.
+            kl_ratio_weighted: weight kl_t by exp(logp − stopgrad(logp)) (the on-policy ratio with
+                its gradient, as one-step GRPO under TRL's ``use_bias_correction_kl``).
+            loss_scale_factor: the constant K of ``constant_norm`` (None: max_new_tokens).
+            entropy_bonus: entropy regularisation (static or adaptive), None = off.
         """
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
-        self.beta = beta
-        self.aggregation = aggregation
-        self.kl_estimator = kl_estimator
+        super().__init__(
+            beta=beta,
+            kl_estimator=kl_estimator,
+            kl_ratio_weighted=kl_ratio_weighted,
+            aggregation=aggregation,
+            loss_scale_factor=loss_scale_factor,
+            entropy_bonus=entropy_bonus,
+        )
 
-    def __call__(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
-        mask, norm = inputs.mask, inputs.normalizers  # [B, T]
+    def kl_weight(self, inputs: ObjectiveInputs) -> Tensor:
+        return torch.exp(inputs.logp - inputs.logp.detach())  # [B, T], value 1, gradient ∇logp
+
+    def policy_loss(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         adv = inputs.advantages.unsqueeze(1)  # [B, 1]
         per_token = -adv * inputs.logp  # [B, T]
-        metrics: dict[str, Tensor] = {}
-        if self.beta > 0:
-            if inputs.ref_logp is None:
-                raise ValueError("RGRA with beta > 0 needs ref_logp; the module must load a reference model")
-            kl = kl_penalty(inputs.logp, inputs.ref_logp, self.kl_estimator)  # [B, T]
-            per_token = per_token + self.beta * kl
-            metrics["kl"] = (kl.detach() * mask).sum() / norm.num_tokens
-        return aggregate(per_token, mask, self.aggregation, norm), metrics
+        return aggregate(per_token, inputs.mask, self.aggregation, inputs.normalizers, self.loss_scale_factor), {}

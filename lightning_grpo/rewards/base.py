@@ -53,6 +53,13 @@ class RewardFunction:
     def setup(self) -> None:
         """Prepare expensive state (e.g. worker processes) before the first batch; a no-op by default."""
 
+    def bind(self, functions: list[RewardFunction]) -> None:
+        """Called once by :class:`RewardComposer` with all the run's reward functions, in scoring order.
+
+        A function that reads another's verdict (e.g. ``AGPOLengthReward``) finds it here and refuses
+        a bad configuration at startup. Default: nothing.
+        """
+
     def counters(self) -> dict[str, float]:
         """Counters to log (e.g. verifier timeouts); reset by the caller's reading them."""
         return {}
@@ -86,6 +93,8 @@ class RewardComposer:
             raise ValueError(f"on_error must be 'raise' or 'zero', got {on_error!r}")
         self.functions = functions
         self.on_error = on_error
+        for fn in functions:
+            fn.bind(functions)
         self.error_counts = {f.name: 0 for f in functions}  # since construction
         self.last_error_counts = {f.name: 0 for f in functions}  # in the latest __call__
 

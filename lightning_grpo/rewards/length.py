@@ -6,9 +6,11 @@ rewards are not all equal), over the correct completions only::
     r_i = α · (1 − (L_i − L_min) / (L_max − L_min + 1e-6)),   α = 0.1,
 
 with L in tokens (``batch.lengths``) and L_min, L_max taken over the group's correct completions.
-Wrong completions and zero-variance groups get 0. Correctness is read from
-``batch.scores[correctness]`` (the correctness reward must be listed before this one); a
-completion is correct when its score is ``correct_value``.
+Wrong completions and groups that are all correct or all wrong get 0. Correctness is the verdict
+of the reward function named ``correctness`` itself: a completion is correct when that function
+scored it its own ``correct_value`` (as the run's accuracy counts it), so a correctness reward
+that pays 2.0 for a right answer is read right. The composer binds the two at startup and refuses
+a ``correctness`` name that is missing or listed after this reward.
 
 **OverlongPenalty** (DAPO, arXiv 2503.14476, overlong reward shaping)::
 
@@ -32,31 +34,47 @@ class AGPOLengthReward(RewardFunction):
     """AGPO's bonus for shorter correct answers within mixed groups (see the module docstring)."""
 
     def __init__(
-        self, name: str = "length", weight: float = 1.0, alpha: float = 0.1, correctness: str = "correct",
-        correct_value: float = 1.0,
+        self, name: str = "length", weight: float = 1.0, alpha: float = 0.1, correctness: str = "correct"
     ) -> None:
         super().__init__(name=name, weight=weight)
         self.alpha = alpha
         self.correctness = correctness
-        self.correct_value = correct_value
+        self._judge: RewardFunction | None = None
+
+    def bind(self, functions: list[RewardFunction]) -> None:
+        names = [f.name for f in functions]
+        if self.correctness not in names:
+            raise ValueError(
+                f"{self.name!r} (AGPOLengthReward) needs the correctness reward {self.correctness!r}; "
+                f"the configured rewards are {names}"
+            )
+        if names.index(self.correctness) > names.index(self.name):
+            raise ValueError(
+                f"{self.name!r} (AGPOLengthReward) reads the verdict of {self.correctness!r}, so "
+                f"{self.correctness!r} must be listed before it; the order is {names}"
+            )
+        self._judge = functions[names.index(self.correctness)]
 
     def score(self, batch: RewardBatch) -> list[float]:
+        if self._judge is None:
+            raise RuntimeError(
+                f"{self.name!r} (AGPOLengthReward) is not bound to its correctness reward {self.correctness!r}: "
+                "score it through RewardComposer (or call bind with the run's reward functions)"
+            )
         if self.correctness not in batch.scores:
             raise KeyError(
                 f"{self.name!r} needs the correctness reward {self.correctness!r} scored first; "
                 f"scored so far: {sorted(batch.scores)}"
             )
-        correctness = batch.scores[self.correctness]
+        correct_value = self._judge.correct_value
+        verdicts = [abs(v - correct_value) <= _EPS for v in batch.scores[self.correctness]]
         groups: dict[int, list[int]] = defaultdict(list)
         for index, group in enumerate(batch.group_ids):
             groups[group].append(index)
         values = [0.0] * len(batch.completions)
         for members in groups.values():
-            scores = [correctness[i] for i in members]
-            if max(scores) - min(scores) <= _EPS:
-                continue
-            correct = [i for i in members if abs(correctness[i] - self.correct_value) <= _EPS]
-            if not correct:
+            correct = [i for i in members if verdicts[i]]
+            if not correct or len(correct) == len(members):  # all wrong or all correct
                 continue
             shortest = min(batch.lengths[i] for i in correct)
             longest = max(batch.lengths[i] for i in correct)

@@ -1,7 +1,7 @@
 """GRPOModule: the policy, a frozen reference (only when β > 0), and the update loop.
 
 One ``training_step`` receives one :class:`Rollout` (this rank's P prompts × G completions) and makes
-``updates_per_rollout × epochs`` optimizer steps from it (ALGORITHMS.md §8):
+``updates_per_rollout × epochs`` optimizer steps from it (docs/algorithms.md §8):
 
 1. advantages from rewards gathered over all ranks (so ``scale='batch'`` sees the whole batch);
 2. logp_old once, with the training forward, if the rollout feeds more than one update (else ρ ≡ 1);
@@ -13,7 +13,7 @@ One ``training_step`` receives one :class:`Rollout` (this rank's P prompts × G 
 
 The normalisers span one optimizer step's mini-batch (all its micro-batches, all ranks), as the
 mini-batches of PPO-style trainers do: with one update per rollout that is the whole rollout batch
-(ALGORITHMS.md §1); with U updates each step's loss keeps the scale of a one-update run, so a
+(docs/algorithms.md §1); with U updates each step's loss keeps the scale of a one-update run, so a
 learning rate means the same whatever U is.
 
 ``validation_step`` receives an :class:`~lightning_grpo.evaluation.EvalBatch` (held-out prompts,

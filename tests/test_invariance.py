@@ -1,4 +1,4 @@
-"""Splitting a mini-batch into micro-batches must not change the update (ALGORITHMS.md §1)."""
+"""Splitting a mini-batch into micro-batches must not change the update (docs/algorithms.md §1)."""
 
 import pytest
 import torch

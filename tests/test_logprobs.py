@@ -192,9 +192,11 @@ class LargestTensor(TorchDispatchMode):
         super().__init__()
         self.largest = 0
         self.op = ""
+        self.ops: set[str] = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         out = func(*args, **(kwargs or {}))
+        self.ops.add(str(func))
         for t in out if isinstance(out, (tuple, list)) else [out]:
             if isinstance(t, torch.Tensor):
                 size = t.untyped_storage().nbytes()
@@ -224,6 +226,7 @@ def test_no_tensor_near_the_size_of_the_logits_at_the_real_vocabulary(real_vocab
         logp, entropy = completion_logprobs(model, ids, mask, tp, temperature=0.9)
         (logp.sum() + 0.0 * entropy.sum()).backward()
     assert model.model.embed_tokens.weight.grad is not None
+    assert "aten.embedding_dense_backward.default" in watch.ops  # the backward ran under the watch
     assert watch.largest <= logprobs_module._BLOCK_BYTES_CPU, (watch.largest, watch.op)
     assert watch.largest < logits_bytes / 4
     # The same measurement sees the full logits when the model computes them (the mutation it guards).

@@ -19,6 +19,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import (
     Gemma2Config,
     Gemma2ForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
     PhiConfig,
     PhiForCausalLM,
     Qwen2Config,
@@ -83,6 +85,7 @@ BUILDERS = {
     "qwen3 (tied embeddings)": lambda: build_tiny_qwen3(build_char_tokenizer(), hidden_size=32, num_layers=2,
                                                         intermediate_size=64),
     "qwen2 (separate head)": lambda: Qwen2ForCausalLM(Qwen2Config(**SMALL, tie_word_embeddings=False)),
+    "llama": lambda: LlamaForCausalLM(LlamaConfig(**SMALL)),
     "phi (head with bias)": lambda: PhiForCausalLM(PhiConfig(**{**SMALL, "num_key_value_heads": 4})),
     "gemma2 (soft-capping)": lambda: Gemma2ForCausalLM(
         Gemma2Config(**SMALL, head_dim=8, final_logit_softcapping=3.0, attn_implementation="eager")

@@ -19,6 +19,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import (
     Gemma2Config,
     Gemma2ForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
     PhiConfig,
     PhiForCausalLM,
     Qwen2Config,
@@ -84,6 +86,7 @@ BUILDERS = {
     "qwen3 (tied embeddings)": lambda: build_tiny_qwen3(build_char_tokenizer(), hidden_size=32, num_layers=2,
                                                         intermediate_size=64),
     "qwen2 (separate head)": lambda: Qwen2ForCausalLM(Qwen2Config(**SMALL, tie_word_embeddings=False)),
+    "llama": lambda: LlamaForCausalLM(LlamaConfig(**SMALL)),
     "phi (head with bias)": lambda: PhiForCausalLM(PhiConfig(**{**SMALL, "num_key_value_heads": 4})),
     "gemma2 (soft-capping)": lambda: Gemma2ForCausalLM(
         Gemma2Config(**SMALL, head_dim=8, final_logit_softcapping=3.0, attn_implementation="eager")
@@ -193,9 +196,11 @@ class LargestTensor(TorchDispatchMode):
         super().__init__()
         self.largest = 0
         self.op = ""
+        self.ops: set[str] = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         out = func(*args, **(kwargs or {}))
+        self.ops.add(str(func))
         for t in out if isinstance(out, (tuple, list)) else [out]:
             if isinstance(t, torch.Tensor):
                 size = t.untyped_storage().nbytes()
@@ -225,6 +230,7 @@ def test_no_tensor_near_the_size_of_the_logits_at_the_real_vocabulary(real_vocab
         logp, entropy = completion_logprobs(model, ids, mask, tp, temperature=0.9)
         (logp.sum() + 0.0 * entropy.sum()).backward()
     assert model.model.embed_tokens.weight.grad is not None
+    assert "aten.embedding_dense_backward.default" in watch.ops  # the backward ran under the watch
     assert watch.largest <= logprobs_module._BLOCK_BYTES_CPU, (watch.largest, watch.op)
     assert watch.largest < logits_bytes / 4
     # The same measurement sees the full logits when the model computes them (the mutation it guards).

@@ -22,9 +22,11 @@ loaded), one optimizer step per rollout, temperature 1, no top-k / top-p. Model 
 * ``real_vocab``: the realistic shape: a random Qwen2 (width 64, 2 layers) with the real Qwen2.5
   vocabulary (151,936 embedding rows beside a 151,665-entry tokenizer, as the real checkpoints), and
   its own work: 8 prompts × G = 8, 512 new tokens (random weights almost never emit EOS, so every
-  completion runs to the budget), 1 untimed + 2 timed steps, variants project, project_fast, trl,
-  trl_mb, and an address-space limit of 12 GiB per subprocess (``--memory-limit-gb``) so that a
-  variant that cannot fit fails with its peak memory reported instead of exhausting the machine;
+  completion runs to the budget), 1 untimed + 1 timed step, variants project, project_fast and
+  trl_mb (TRL with all 64 completions in one batch needs float32 logits [64, 512+, 151936], 20 GB:
+  run it alone, ``--models real_vocab --variants trl``, to see where it stops), and an
+  address-space limit of 10 GiB per subprocess (``--memory-limit-gb``), so that a variant that
+  cannot fit fails with its peak memory reported instead of exhausting a shared machine;
 * ``gpu``: ~0.24B parameters (width 1024, 16 layers, 32k vocabulary), for a GPU.
 
 Every variant runs in its own subprocess, so its peak resident memory (``VmHWM``) is its own. The
@@ -99,8 +101,8 @@ MODELS: dict[str, Preset] = {
     "real_vocab": Preset(
         dict(hidden_size=64, num_layers=2, num_heads=1, num_kv_heads=1, intermediate_size=192),
         vocab_size=QWEN25_VOCAB, tokenizer_size=QWEN25_TOKENIZER, architecture="qwen2",
-        work=dict(prompts=8, max_new_tokens=512, steps=2, warmup=0, memory_limit_gb=12.0),
-        variants=("project", "project_fast", "trl", "trl_mb"),
+        work=dict(prompts=8, max_new_tokens=512, steps=1, warmup=0, memory_limit_gb=10.0),
+        variants=("project", "project_fast", "trl_mb"),
     ),
     # For a GPU: ~0.24B parameters (width 1024, 16 layers, 32k vocabulary).
     "gpu": Preset(

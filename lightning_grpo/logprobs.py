@@ -284,7 +284,11 @@ def completion_logprobs(
     if reason:
         _warn_once(model, reason)
     captured: list[tuple[Tensor, Tensor, Tensor | None]] = []
-    shared = shares_prompts(input_ids, attention_mask, prompt_length, group_size) and prompt_sharing_supported(model)
+    shared = (  # the prompt once per group: only where the output layer is applied here, block by block
+        head is not None
+        and shares_prompts(input_ids, attention_mask, prompt_length, group_size)
+        and prompt_sharing_supported(model)
+    )
     with _capture_head_input(head, captured) if head is not None else _nothing():
         if shared:
             outputs = _forward_shared_prompts(model, input_ids, attention_mask, prompt_length, group_size)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.sources import Arithmetic
-from test_logprobs import REAL_VOCAB, LargestTensor
+from tests.test_logprobs import REAL_VOCAB, LargestTensor
 
 PROMPTS, GROUP, NEW_TOKENS = 2, 4, 24
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from lightning_grpo.models import build_char_tokenizer, build_tiny_qwen3
+from lightning_grpo.rewards.base import RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.sources import PromptSource
 
@@ -46,6 +47,7 @@ class WarmStart:
         eval_every: int = 50,
         eval_prompts: int = 128,
         seed: int = 0,
+        reward: RewardFunction | None = None,
     ) -> None:
         """
         Args:
@@ -58,12 +60,13 @@ class WarmStart:
             label_noise: probability that a training target has one digit changed: the model then
                 imitates an unreliable teacher, right on average but often wrong when sampled, and
                 the verifiable reward is what tells GRPO which of its answers are right.
-            target_accuracy: stop as soon as the sampled accuracy (temperature 1, exact integer match
-                with the gold answer) on ``eval_prompts`` held-out prompts reaches this; ``None``:
+            target_accuracy: stop as soon as the sampled accuracy (temperature 1, judged by ``reward``)
+                on ``eval_prompts`` held-out prompts reaches this; ``None``:
                 always run ``steps`` steps. The learning-rate decay still spans ``steps``.
             eval_every: supervised steps between two accuracy checks (with ``target_accuracy``).
             eval_prompts: prompts in the check (the source's validation split, else its train split).
             seed: initialisation, data order and the check's sampling.
+            reward: the correctness reward of the accuracy check (default: exact integer match).
         """
         if not 0.0 <= label_noise < 1.0:
             raise ValueError(f"label_noise must be in [0, 1), got {label_noise}")
@@ -90,6 +93,7 @@ class WarmStart:
         self.eval_every = eval_every
         self.eval_prompts = eval_prompts
         self.seed = seed
+        self.reward = reward if reward is not None else ExactInteger()
         self.steps_done = 0
         self.accuracy: dict[str, float] = {}
 
@@ -141,18 +145,18 @@ class WarmStart:
             schedule.step()
             self.steps_done = step
             if probe is not None and (step % self.eval_every == 0 or step == self.steps):
-                sampled = _accuracy(model, tokenizer, *probe, sample=True, seed=self.seed + step)
+                sampled = _accuracy(model, tokenizer, *probe, self.reward, sample=True, seed=self.seed + step)
                 if sampled >= self.target_accuracy:  # type: ignore[operator]
                     break
         model.eval()
         if probe is not None:
             if self.steps_done == 0:
-                sampled = _accuracy(model, tokenizer, *probe, sample=True, seed=self.seed)
-            self.accuracy = {"sampled": sampled, "greedy": _accuracy(model, tokenizer, *probe, sample=False, seed=0)}
+                sampled = _accuracy(model, tokenizer, *probe, self.reward, sample=True, seed=self.seed)
+            self.accuracy = {"sampled": sampled, "greedy": _accuracy(model, tokenizer, *probe, self.reward, sample=False, seed=0)}
         return float(loss.detach())
 
-    def _probe(self, source: PromptSource, tokenizer) -> tuple[torch.Tensor, torch.Tensor, list[str]]:  # type: ignore[no-untyped-def]
-        """Left-padded ids [n, T], attention mask [n, T] and golds of the accuracy check's prompts."""
+    def _probe(self, source: PromptSource, tokenizer) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:  # type: ignore[no-untyped-def]
+        """Left-padded ids [n, T], attention mask [n, T], golds and completion budget of the accuracy check."""
         try:
             table = source.load("validation")
         except (ValueError, FileNotFoundError):
@@ -168,15 +172,16 @@ class WarmStart:
         for i, r in enumerate(rows):
             input_ids[i, width - len(r) :] = torch.tensor(r)
             attention_mask[i, width - len(r) :] = 1
-        return input_ids, attention_mask, list(table["answer"][:n])
+        targets = list(table["answer"][:n]) + list(table["solution"][:n])  # the gold need not be the answer text
+        budget = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in targets) + 2
+        return input_ids, attention_mask, list(table["answer"][:n]), budget
 
 
 @torch.no_grad()
-def _accuracy(model, tokenizer, input_ids, attention_mask, golds, sample: bool, seed: int) -> float:  # type: ignore[no-untyped-def]
-    """Fraction of prompts whose completion (temperature 1 or greedy) is exactly the gold integer."""
+def _accuracy(model, tokenizer, input_ids, attention_mask, golds, budget, reward, sample: bool, seed: int) -> float:  # type: ignore[no-untyped-def]
+    """Fraction of prompts whose completion (temperature 1 or greedy, ``budget`` new tokens) ``reward`` finds correct."""
     was_training = model.training
     model.eval()
-    budget = max(len(tokenizer(g, add_special_tokens=False)["input_ids"]) for g in golds) + 2
     sampling = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0) if sample else dict(do_sample=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -190,8 +195,7 @@ def _accuracy(model, tokenizer, input_ids, attention_mask, golds, sample: bool, 
         )
     model.train(was_training)
     texts = tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=True)
-    reward = ExactInteger()
-    return sum(reward.score_one("", t, g, {}) for t, g in zip(texts, golds)) / len(golds)
+    return sum(reward.score_one("", t, g, {}) == reward.correct_value for t, g in zip(texts, golds)) / len(golds)
 
 
 def _change_a_digit(text: str, generator: torch.Generator) -> str:

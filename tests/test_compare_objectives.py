@@ -88,7 +88,7 @@ def test_optimizer_steps_per_rollout() -> None:
 
 
 def _args(tmp_path: Path, **kw) -> argparse.Namespace:  # type: ignore[no-untyped-def]
-    base = dict(task="countdown", steps=10, val_samples=32, out=str(tmp_path), extra=[])
+    base = dict(task="countdown", steps=10, val_samples=32, val_prompts=100, out=str(tmp_path), extra=[])
     return argparse.Namespace(**{**base, **kw})
 
 

@@ -209,6 +209,7 @@ def run_spec(recipe: str, seed: int, args: argparse.Namespace) -> RunSpec:
         f"--trainer.max_steps={args.steps * optimizer_steps_per_rollout(configs, args.extra)}",
         f"--trainer.val_check_interval={args.steps}",
         f"--data.val_num_samples={args.val_samples}",
+        f"--data.val_max_prompts={args.val_prompts}",
         f"--trainer.logger.init_args.save_dir={log_dir.parent}",
         f"--trainer.logger.init_args.name={log_dir.name}",
         "--trainer.logger.init_args.version=0",
@@ -231,6 +232,7 @@ def start_spec(args: argparse.Namespace) -> RunSpec:
         *[a for c in task.configs for a in ("--config", c)],
         *task.overrides,
         f"--data.val_num_samples={args.val_samples}",
+        f"--data.val_max_prompts={args.val_prompts}",
         f"--trainer.logger.init_args.save_dir={log_dir.parent}",
         f"--trainer.logger.init_args.name={log_dir.name}",
         "--trainer.logger.init_args.version=0",
@@ -469,6 +471,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=200, help="rollouts per run (see above)")
     parser.add_argument("--val-samples", type=int, default=32, help="samples per held-out prompt (largest k of pass@k)")
+    parser.add_argument("--val-prompts", type=int, default=100, help="held-out prompts in a validation")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each uses one thread)")
     parser.add_argument("--baseline", default="grpo")
     parser.add_argument("--out", default=None, help="default: runs/compare_<task>")

@@ -1,8 +1,9 @@
 """``lightning-grpo``: the LightningCLI entry point (fit | validate | test).
 
-The data module's tokenizer is linked to the policy's path, so a config names the model once. An
-optional ``warm_start`` section builds and supervises a starting checkpoint at ``model_name_or_path``
-before ``fit`` when that path does not exist yet (the demo uses it to build its tiny model).
+The data module's tokenizer is linked to the policy's path, so a config names the model once. The
+demo's optional ``warm_start`` section builds and supervises its tiny model at ``warm_start.output_dir``
+before ``fit`` when the policy is loaded from that path and nothing is there yet; it never builds a
+stand-in anywhere else.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
-from lightning_grpo.warm_start import WarmStart
+from lightning_grpo.demo.warm_start import WarmStart
 
 
 class GRPOCLI(LightningCLI):
@@ -21,7 +22,8 @@ class GRPOCLI(LightningCLI):
             "--warm_start",
             type=WarmStart | None,
             default=None,
-            help="Build and supervise the starting checkpoint at model.model_name_or_path first, if missing.",
+            help="The demo's warm start: build and supervise its tiny model at warm_start.output_dir first, if the "
+            "policy is that path and it is missing.",
         )
 
     def before_fit(self) -> None:

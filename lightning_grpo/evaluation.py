@@ -1,14 +1,14 @@
 """Held-out evaluation of one batch of prompts: greedy and k sampled completions, scored.
 
-The data module turns each validation batch (P prompts of this rank) into an :class:`EvalBatch`
-in ``on_after_batch_transfer``; ``GRPOModule.validation_step`` feeds it to
+The data module samples each validation batch (P prompts of this rank) greedily and n times with
+the run's sampler, builds a judged :class:`~lightning_grpo.rollout.Rollout` of each with the same
+``build_rollout`` as training, and turns them into an :class:`EvalBatch` here;
+``GRPOModule.validation_step`` feeds it to
 :class:`lightning_grpo.metrics.EvalAccumulator`, which counts each prompt once over all ranks and
 reports greedy accuracy, unbiased pass@k, maj@k, mean length and truncated fraction.
 
 Correctness comes from the run's correctness reward (the reward function with ``is_correctness``);
-its ``extract`` gives the answers that vote in maj@k. The sampling seed of a batch depends on the
-run's seed and the batch's first prompt id, so a validation is reproducible for a given layout
-(greedy results do not depend on the layout at all).
+its ``extract`` gives the answers that vote in maj@k.
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from transformers import PreTrainedTokenizerBase
 
-from lightning_grpo.metrics import stable_prompt_id
-from lightning_grpo.rewards.base import RewardBatch, RewardFunction
-from lightning_grpo.rollout import GroupSampler
+from lightning_grpo.rollout import Rollout
 
 
 @dataclass
@@ -40,83 +37,44 @@ class EvalBatch:
     examples: list[dict[str, Any]] = field(default_factory=list)  # prompt, completion, answer, gold, correct
 
 
-def _generate_and_score(
-    sampler: GroupSampler,
-    policy: torch.nn.Module,
-    batch: dict[str, Any],
-    tokenizer: PreTrainedTokenizerBase,
-    eos_ids: list[int],
-    judge: RewardFunction,
-    num_samples: int,
-    greedy: bool,
-) -> tuple[Tensor, Tensor, Tensor, list[list[str | None]], list[str]]:
-    """(correct [P, n], lengths [P, n], truncated [P, n], answers [P][n], texts [P·n])."""
-    prompt_ids, prompt_mask = batch["input_ids"], batch["attention_mask"]  # [P, Tp]
-    sequences, completion_mask, truncated = sampler.sample(
-        policy, prompt_ids, prompt_mask, eos_ids, tokenizer.pad_token_id, num_samples=num_samples, greedy=greedy
-    )  # [P·n, Tp + Tc], [P·n, Tc], [P·n]
-    completion_ids = sequences[:, prompt_ids.shape[1] :]  # [P·n, Tc]
-    lengths = completion_mask.sum(dim=1)  # [P·n]
-    texts = tokenizer.batch_decode(
-        [row[: int(k)] for row, k in zip(completion_ids.tolist(), lengths.tolist())], skip_special_tokens=True
-    )
-    p, n = prompt_ids.shape[0], num_samples
-    flags = [bool(t) for t in truncated.tolist()]
-    scores = judge.score(
-        RewardBatch(
-            prompts=[q for q in batch["prompt"] for _ in range(n)],
-            completions=texts,
-            golds=[a for a in batch["answer"] for _ in range(n)],
-            completion_ids=[f"{pid}/{k}" for pid in batch["id"] for k in range(n)],
-            group_ids=[i // n for i in range(p * n)],
-            lengths=[int(x) for x in lengths.tolist()],
-            truncated=flags,
-            max_new_tokens=sampler.max_new_tokens,
-            metadata=[{} for _ in range(p * n)],
-        )
-    )
-    correct = torch.tensor([s == judge.correct_value for s in scores]).view(p, n)
-    answers = [judge.extract(t, truncated=f) for t, f in zip(texts, flags)]
-    grouped = [answers[i * n : (i + 1) * n] for i in range(p)]
-    return correct, lengths.cpu().view(p, n), truncated.cpu().view(p, n), grouped, texts
+def eval_batch(greedy: Rollout | None, sampled: Rollout | None) -> EvalBatch:
+    """Verdicts of P held-out prompts from their greedy rollout (n = 1) and sampled rollout (n samples).
 
-
-def evaluate_batch(
-    sampler: GroupSampler,
-    policy: torch.nn.Module,
-    batch: dict[str, Any],
-    tokenizer: PreTrainedTokenizerBase,
-    eos_ids: list[int],
-    judge: RewardFunction,
-    num_samples: int,
-    greedy: bool,
-    seed: int,
-) -> EvalBatch:
-    """Greedy and ``num_samples`` sampled completions per prompt, judged by ``judge``."""
-    device = batch["input_ids"].device
-    ids = [str(i) for i in batch["id"]]
-    p = len(ids)
+    Both rollouts come from :func:`~lightning_grpo.rollout.build_rollout` on the same prompt batch
+    and are judged by the correctness reward (their ``correct`` and ``answers``).
+    """
+    first = greedy if greedy is not None else sampled
+    if first is None:
+        raise ValueError("eval_batch needs a greedy or a sampled rollout")
+    p = first.num_groups
     result = EvalBatch(
-        prompt_ids=ids,
+        prompt_ids=list(first.prompt_ids),
         correct=torch.zeros(p, 0, dtype=torch.bool),
         lengths=torch.zeros(p, 0, dtype=torch.long),
         truncated=torch.zeros(p, 0, dtype=torch.bool),
-        answers=[[] for _ in ids],
+        answers=[[] for _ in range(p)],
     )
-    if greedy:
-        correct, lengths, truncated, answers, texts = _generate_and_score(
-            sampler, policy, batch, tokenizer, eos_ids, judge, 1, greedy=True
-        )
+    if greedy is not None:
+        correct, lengths, truncated, answers = _verdicts(greedy)
         result.greedy_correct, result.greedy_lengths, result.greedy_truncated = correct[:, 0], lengths[:, 0], truncated[:, 0]
         result.examples = [
             {"prompt": q, "completion": t, "answer": a[0], "gold": g, "correct": bool(c)}
-            for q, t, a, g, c in zip(batch["prompt"], texts, answers, batch["answer"], correct[:, 0].tolist())
+            for q, t, a, g, c in zip(greedy.prompts, greedy.completions, answers, greedy.golds, correct[:, 0].tolist())
         ]
-    if num_samples > 0:
-        devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed((seed * 1_000_003 + stable_prompt_id(ids[0])) % (2**63 - 1))
-            result.correct, result.lengths, result.truncated, result.answers, _ = _generate_and_score(
-                sampler, policy, batch, tokenizer, eos_ids, judge, num_samples, greedy=False
-            )
+    if sampled is not None:
+        result.correct, result.lengths, result.truncated, result.answers = _verdicts(sampled)
     return result
+
+
+def _verdicts(rollout: Rollout) -> tuple[Tensor, Tensor, Tensor, list[list[str | None]]]:
+    """(correct [P, n], lengths [P, n], truncated [P, n], answers [P][n]) of a judged rollout."""
+    if rollout.correct is None:
+        raise ValueError("a held-out rollout must be judged by a correctness reward")
+    p, n = rollout.num_groups, rollout.group_size
+    answers = list(rollout.answers) if rollout.answers else [None] * (p * n)
+    return (
+        rollout.correct.cpu().view(p, n),
+        rollout.lengths.cpu().view(p, n),
+        rollout.truncated.cpu().view(p, n),
+        [answers[i * n : (i + 1) * n] for i in range(p)],
+    )

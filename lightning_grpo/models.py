@@ -1,28 +1,15 @@
-"""Loading causal LMs and tokenizers, and the tiny offline Qwen3 model used by tests and the demo.
+"""Loading causal LMs and tokenizers through ``from_pretrained(path_or_name)``, with errors naming the path.
 
-Everything loads through ``from_pretrained(path_or_name)``. The tiny model is a real ``Qwen3Config``
-with a character-level tokenizer built offline (``tokenizers``), saved with ``save_pretrained`` and
-then loaded back through the same path as any real checkpoint.
+The tiny offline models of the demo and the tests are built in :mod:`lightning_grpo.demo.tiny_model`.
 """
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, decoders
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    PreTrainedTokenizerFast,
-    Qwen3Config,
-    Qwen3ForCausalLM,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-PAD, EOS, BOS = "<|pad|>", "<|endoftext|>", "<|startoftext|>"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -69,64 +56,6 @@ def load_tokenizer(path_or_name: str) -> PreTrainedTokenizerBase:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
-
-
-def build_char_tokenizer() -> PreTrainedTokenizerFast:
-    """A character-level tokenizer over printable ASCII plus pad/EOS/BOS, built without any download."""
-    specials = [PAD, EOS, BOS]
-    chars = [c for c in string.printable if c not in "\r\x0b\x0c"]
-    vocab = {tok: i for i, tok in enumerate(specials + chars)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=" "))
-    core.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
-    core.decoder = decoders.Fuse()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token=PAD, eos_token=EOS, bos_token=BOS, unk_token=" "
-    )
-    tokenizer.padding_side = "left"
-    return tokenizer
-
-
-def build_tiny_qwen3(
-    tokenizer: PreTrainedTokenizerBase,
-    hidden_size: int = 128,
-    num_layers: int = 4,
-    num_heads: int = 4,
-    num_kv_heads: int = 2,
-    intermediate_size: int = 384,
-    max_position_embeddings: int = 256,
-    seed: int = 0,
-) -> Qwen3ForCausalLM:
-    """A randomly initialised Qwen3-architecture model sized for CPU tests and the demo."""
-    config = Qwen3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_kv_heads,
-        head_dim=hidden_size // num_heads,
-        max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    return model
-
-
-def save_tiny_model(path: str | Path, seed: int = 0, **sizes: int) -> Path:
-    """Build the tiny model and tokenizer and save both with ``save_pretrained`` under ``path``."""
-    path = Path(path)
-    tokenizer = build_char_tokenizer()
-    model = build_tiny_qwen3(tokenizer, seed=seed, **sizes)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:

@@ -86,6 +86,7 @@ def minibatch_backward(
             rollout.prompt_length,
             temperature=rollout.temperature,
             chunk_size=chunk_size,
+            group_size=rollout.group_size,  # whole groups: each prompt runs once for its G completions
         )  # [b, Tc] each
         rows_mask = mask[rows]  # [b, Tc]
         old = old_logp[rows] if old_logp is not None else logp.detach()
@@ -182,6 +183,15 @@ class GRPOModule(LightningModule):
         self.skipped_updates = 0
         self.val_metric: EvalAccumulator | None = None  # built at the first validation batch (k = its n)
 
+    def setup(self, stage: str) -> None:
+        group_size = getattr(getattr(self.trainer, "datamodule", None), "group_size", None)
+        minimum = getattr(self.advantage, "min_group_size", 2)
+        if stage == "fit" and group_size is not None and group_size < minimum:
+            raise ValueError(
+                f"data.group_size={group_size} is too small for {type(self.advantage).__name__}: it compares the "
+                f"completions of a group and needs group_size >= {minimum}"
+            )
+
     # ---- models ---------------------------------------------------------------------------------
     def configure_model(self) -> None:
         if self.policy is not None:
@@ -276,6 +286,7 @@ class GRPOModule(LightningModule):
                 temperature=rollout.temperature,
                 chunk_size=self.hparams.logp_chunk_size,
                 with_entropy=False,
+                group_size=rollout.group_size,
             )[0]
             for mb in self._micro_batches(rows)
         ]

@@ -1,35 +1,29 @@
-"""The Rollout (one scored batch of groups) and the GroupSampler that generates it.
+"""The ``Rollout`` (one scored batch of groups) and the one function that builds it from samples.
 
-The sampler runs the live policy in eval mode, without grad, with the KV cache, and returns G
-completions per prompt in group-major order (completion i belongs to prompt i // G). Loss masks come
-from the generated ids: every token up to and including the first EOS (any EOS id), zero after; a
-completion with no EOS within the budget is truncated. Pad ids are never consulted (pad is often EOS).
+``build_rollout`` is the only place where sampled ids become texts, texts become a ``RewardBatch``,
+and reward scores become tensors; training (``RolloutDataModule.make_rollout``) and validation
+(``RolloutDataModule.make_eval_batch``) both call it. The source row's extra fields (everything
+but ``prompt``, ``answer`` and ``id``) reach the reward functions as ``RewardBatch.metadata``.
 
-Two backends draw from the same distribution (temperature, then top-k, then top-p, as HF ``generate``):
-
-* ``hf`` (default, the reference for correctness): HF ``generate`` on the P·G repeated prompts.
-* ``fast``: the sampler's own decode loop: one HF prefill per prompt whose KV cache is then shared by
-  its G samples, decode steps by ``decode.StaticCacheDecoder`` (the same arithmetic as the model's
-  ``forward`` over preallocated KV buffers, for Qwen3 / Qwen2 / Llama; other models step through the
-  HF ``forward`` with a ``DynamicCache``), rows that have emitted an EOS dropped from the batch (their
-  cache rows too), and inverse-CDF sampling (one uniform draw per row instead of
-  ``torch.multinomial``'s one random number per vocabulary entry, which dominates a decode step on
-  CPU with a 32k+ vocabulary). Greedy output equals ``hf``'s (tested). Sharded (FSDP2)
-  policies always use ``hf``, which keeps the ranks in step.
+Completion i belongs to prompt (group) i // G; ``group_ids`` says so explicitly, and dynamic
+sampling's ``gather_groups`` keeps it true after picking groups from several rounds.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
-from transformers import DynamicCache, GenerationConfig, PreTrainedModel
+from transformers import PreTrainedTokenizerBase
 
-from lightning_grpo.decode import StaticCacheDecoder
-from lightning_grpo.logprobs import position_ids_from_mask
+from lightning_grpo.rewards.base import RewardBatch, RewardComposer
+from lightning_grpo.sampling.base import Samples
+
+# Fields of a prompt batch that are not metadata for reward functions.
+PROMPT_FIELDS = ("input_ids", "attention_mask", "prompt", "answer", "id", "metadata")
 
 
 @dataclass
@@ -49,10 +43,12 @@ class Rollout:
     max_new_tokens: int
     correct: Tensor | None = None  # [N] bool, when a correctness reward is configured
     valid: Tensor | None = None  # [N] bool: False rows are kept for shape only and carry no loss
+    undecodable: Tensor | None = None  # [N] bool: a loss token the tokenizer cannot decode
     prompts: list[str] = field(default_factory=list)  # [P]
     completions: list[str] = field(default_factory=list)  # [N]
     answers: list[str | None] = field(default_factory=list)  # [N] answers the correctness reward read
     golds: list[str] = field(default_factory=list)  # [P]
+    prompt_ids: list[str] = field(default_factory=list)  # [P] ids of the source rows
     stats: dict[str, float] = field(default_factory=dict)  # logged as-is: "time/generation_s", ...
 
     @property
@@ -72,7 +68,7 @@ def gather_groups(rollouts: list[Rollout], picks: list[tuple[int, int]], pad_id:
     """A new rollout made of the groups ``picks`` = [(rollout index, group index)], re-padded.
 
     Prompts stay left-padded and completions right-padded to the widest of the picked rollouts.
-    ``stats`` of all the rollouts are summed (they are times and counters).
+    ``stats`` of all the rollouts are summed (times and counters), shares (``*_frac``) averaged.
     """
     g = rollouts[0].group_size
     tp = max(rollouts[k].prompt_length for k, _ in picks)
@@ -96,6 +92,9 @@ def gather_groups(rollouts: list[Rollout], picks: list[tuple[int, int]], pad_id:
     for r in rollouts:
         for key, value in r.stats.items():
             stats[key] = stats.get(key, 0.0) + value
+    for key in stats:
+        if key.endswith("_frac"):  # shares of each round's equally many completions: their mean
+            stats[key] /= sum(key in r.stats for r in rollouts)
     n = len(picks) * g
     return Rollout(
         input_ids=torch.cat(ids),
@@ -113,259 +112,106 @@ def gather_groups(rollouts: list[Rollout], picks: list[tuple[int, int]], pad_id:
         max_new_tokens=first.max_new_tokens,
         correct=cat("correct"),
         valid=cat("valid"),
+        undecodable=cat("undecodable"),
         prompts=[rollouts[k].prompts[group] for k, group in picks],
         completions=[c for r, rows in rows_of for c in r.completions[rows]],
         answers=[a for r, rows in rows_of for a in r.answers[rows]] if first.answers else [],
         golds=[rollouts[k].golds[group] for k, group in picks],
+        prompt_ids=[rollouts[k].prompt_ids[group] for k, group in picks] if first.prompt_ids else [],
         stats=stats,
     )
 
 
-def completion_mask_from_ids(completion_ids: Tensor, eos_ids: list[int]) -> tuple[Tensor, Tensor]:
-    """Loss mask [N, Tc] (1 up to and including the first EOS) and truncated flags [N]."""
-    is_eos = torch.isin(completion_ids, torch.tensor(eos_ids, device=completion_ids.device))  # [N, Tc]
-    has_eos = is_eos.any(dim=1)  # [N]
-    first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), completion_ids.shape[1])  # [N]
-    positions = torch.arange(completion_ids.shape[1], device=completion_ids.device)  # [Tc]
-    mask = (positions.unsqueeze(0) <= first_eos.unsqueeze(1)).long()  # [N, Tc]
-    return mask, ~has_eos
 
 
-# Options of a checkpoint's generation config that change the sampling distribution, at their neutral value.
-_NEUTRAL_GENERATION = {
-    "repetition_penalty": 1.0,
-    "no_repeat_ngram_size": 0,
-    "min_length": 0,
-    "min_new_tokens": 0,
-    "min_p": 0.0,
-    "typical_p": 1.0,
-    "epsilon_cutoff": 0.0,
-    "eta_cutoff": 0.0,
-}
+def decode_completions(
+    tokenizer: PreTrainedTokenizerBase, completion_ids: Tensor, lengths: Tensor
+) -> tuple[list[str], Tensor]:
+    """Texts of the loss tokens of each row (special tokens such as EOS left out) and undecodable flags [N].
 
-
-class GroupSampler:
-    """Samples ``group_size`` completions per prompt with the KV cache (HF ``generate`` or ``fast``).
-
-    ``temperature`` also scales the logits of every later log-prob (ALGORITHMS.md §1). ``top_k = 0``
-    and ``top_p = 1`` sample from the full tempered distribution, so the sampler and the loss see the
-    same policy; narrowing either makes the rollout slightly off-policy. ``backend``: see the module
-    docstring.
+    A row is undecodable when one of its loss tokens is an id the tokenizer does not know: real
+    checkpoints pad their embedding beyond the tokenizer (Qwen2.5: 151,936 rows, 151,665 tokens), and
+    tokenizers drop such ids from the text without a word.
     """
-
-    def __init__(
-        self,
-        group_size: int = 8,
-        max_new_tokens: int = 16,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        backend: Literal["hf", "fast"] = "hf",
-    ) -> None:
-        if group_size < 2:
-            raise ValueError(f"group_size must be >= 2 (a group of one has no relative advantage), got {group_size}")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        if backend not in ("hf", "fast"):
-            raise ValueError(f"backend must be 'hf' or 'fast', got {backend!r}")
-        if top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0: off), got {top_k}")
-        self.backend = backend
-        self.group_size = group_size
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.top_k = top_k
-
-    def generation_config(
-        self, eos_ids: list[int], pad_id: int, greedy: bool = False, model_defaults: GenerationConfig | None = None
-    ) -> GenerationConfig:
-        """The HF ``GenerationConfig`` of the ``hf`` backend.
-
-        ``generate`` fills every option left unset from the checkpoint's ``generation_config.json``;
-        options there that reshape the distribution (``repetition_penalty = 1.05``, ``min_p``, ...)
-        would make the rollout silently off-policy, since log-probs use softmax(logits / T) only. Those
-        that ``model_defaults`` sets are switched off here (see ``_NEUTRAL_GENERATION``).
-        """
-        neutral = {
-            name: value
-            for name, value in _NEUTRAL_GENERATION.items()
-            if model_defaults is not None and getattr(model_defaults, name, None) not in (None, value)
-        }
-        return GenerationConfig(
-            do_sample=not greedy,
-            temperature=None if greedy else self.temperature,
-            top_p=None if greedy else self.top_p,
-            top_k=None if greedy else self.top_k,
-            max_new_tokens=self.max_new_tokens,
-            eos_token_id=eos_ids,
-            pad_token_id=pad_id,
-            use_cache=True,
-            **neutral,
-        )
-
-    @torch.no_grad()
-    def sample(
-        self,
-        policy: PreTrainedModel,
-        prompt_ids: Tensor,  # [P, Tp] left-padded
-        prompt_mask: Tensor,  # [P, Tp]
-        eos_ids: list[int],
-        pad_id: int,
-        num_samples: int | None = None,
-        greedy: bool = False,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Returns sequences [P·G, Tp + Tc], completion mask [P·G, Tc] and truncated flags [P·G]."""
-        g = num_samples or self.group_size
-        if self.backend == "fast" and not _is_sharded(policy):
-            was_training = policy.training
-            policy.eval()
-            try:
-                sequences = self._decode(policy, prompt_ids, prompt_mask, eos_ids, pad_id, g, greedy)
-            finally:
-                policy.train(was_training)
-            completion_mask, truncated = completion_mask_from_ids(sequences[:, prompt_ids.shape[1] :], eos_ids)
-            return sequences, completion_mask, truncated
-        ids = prompt_ids.repeat_interleave(g, dim=0)  # [N, Tp]
-        mask = prompt_mask.repeat_interleave(g, dim=0)  # [N, Tp]
-        was_training = policy.training
-        policy.eval()
-        try:
-            sequences = policy.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                generation_config=self.generation_config(
-                    eos_ids, pad_id, greedy, getattr(policy, "generation_config", None)
-                ),
-                synced_gpus=_is_sharded(policy),
-            )  # [N, Tp + Tc]
-        finally:
-            policy.train(was_training)
-        completion_mask, truncated = completion_mask_from_ids(sequences[:, prompt_ids.shape[1] :], eos_ids)
-        return sequences, completion_mask, truncated
-
-    def _decode(
-        self,
-        policy: PreTrainedModel,
-        prompt_ids: Tensor,  # [P, Tp] left-padded
-        prompt_mask: Tensor,  # [P, Tp]
-        eos_ids: list[int],
-        pad_id: int,
-        g: int,
-        greedy: bool,
-    ) -> Tensor:
-        """The ``fast`` backend: [P·G, Tp + Tc] like ``generate`` (pad after the EOS, Tc = steps run)."""
-        p, tp = prompt_ids.shape
-        n, device = p * g, prompt_ids.device
-        cache = DynamicCache(config=policy.config)
-        positions = position_ids_from_mask(prompt_mask)  # [P, Tp]
-        padded = not bool(prompt_mask.all())  # without left padding every forward is plain causal: no mask
-        logits = policy(
-            input_ids=prompt_ids, attention_mask=prompt_mask if padded else None, position_ids=positions,
-            past_key_values=cache, use_cache=True, logits_to_keep=1,
-        ).logits[:, -1]  # [P, V]: one prefill per prompt ...
-        logits = logits.repeat_interleave(g, dim=0)  # [N, V]
-        next_position = positions[:, -1:].repeat_interleave(g, dim=0) + 1  # [N, 1]
-        mask = torch.cat(
-            [prompt_mask.repeat_interleave(g, dim=0), prompt_mask.new_ones(n, self.max_new_tokens)], dim=1
-        )  # [N, Tp + max_new_tokens]: generated tokens are attended to
-        lean = None
-        if StaticCacheDecoder.supports(policy):
-            lean = StaticCacheDecoder(policy, cache, g, tp + self.max_new_tokens)
-        if lean is None:
-            cache.batch_repeat_interleave(g)  # ... shared by its G samples (the lean decoder copies it G times)
-        attend = mask.bool() if padded else None  # [N, Tp + max_new_tokens]
-        tokens = torch.full((n, self.max_new_tokens), pad_id, dtype=prompt_ids.dtype, device=device)  # [N, Tc]
-        rows = torch.arange(n, device=device)  # row of `tokens` for each row still in the batch
-        eos = torch.tensor(eos_ids, device=device)
-        steps = 0
-        for step in range(self.max_new_tokens):
-            token = self._next_token(logits, greedy)  # [n]
-            tokens[rows, step] = token
-            steps = step + 1
-            if step + 1 == self.max_new_tokens:
-                break
-            running = ~torch.isin(token, eos)  # [n]
-            if not bool(running.all()):
-                if not bool(running.any()):
-                    break
-                keep = running.nonzero().squeeze(1)  # drop finished rows, and their cache rows
-                if lean is None:
-                    cache.batch_select_indices(keep)
-                else:
-                    lean.select(keep)
-                rows, token, next_position = rows[keep], token[keep], next_position[keep]
-                mask = mask[keep]
-                attend = None if attend is None else attend[keep]
-            if lean is not None:  # the same arithmetic as the HF forward, without its per-call overhead
-                logits = lean.step(token, next_position.squeeze(1), tp + step, attend)  # [n, V]
-            else:
-                logits = policy(
-                    input_ids=token.unsqueeze(1), attention_mask=mask[:, : tp + step + 1] if padded else None,
-                    position_ids=next_position, past_key_values=cache, use_cache=True, logits_to_keep=1,
-                ).logits[:, -1]  # [n, V]
-            next_position = next_position + 1
-        return torch.cat([prompt_ids.repeat_interleave(g, dim=0), tokens[:, :steps]], dim=1)  # [N, Tp + Tc]
-
-    def _next_token(self, logits: Tensor, greedy: bool) -> Tensor:
-        """One token per row [n]: argmax, or a draw from softmax(logits / T) after top-k and top-p."""
-        if greedy:
-            return logits.argmax(dim=-1)
-        return sample_categorical(self.sampling_scores(logits).softmax(dim=-1))
-
-    def sampling_scores(self, logits: Tensor) -> Tensor:
-        """float32 logits / T with the entries top-k and top-p exclude set to -inf (HF's warper order)."""
-        scores = logits.float()  # [n, V]
-        if self.temperature != 1.0:
-            scores = scores / self.temperature
-        if 0 < self.top_k < scores.shape[-1]:
-            kth = torch.topk(scores, self.top_k, dim=-1).values[:, -1:]  # [n, 1]
-            scores = scores.masked_fill(scores < kth, float("-inf"))
-        if self.top_p < 1.0:
-            sorted_scores, order = torch.sort(scores, dim=-1)  # ascending, as HF's TopPLogitsWarper
-            remove = sorted_scores.softmax(dim=-1).cumsum(dim=-1) <= 1 - self.top_p
-            remove[:, -1] = False  # always keep the most likely token
-            scores = scores.masked_fill(remove.scatter(1, order, remove), float("-inf"))
-        return scores
+    known = len(tokenizer)
+    rows = [row[: int(n)] for row, n in zip(completion_ids.tolist(), lengths.tolist())]
+    undecodable = torch.tensor([any(i >= known or i < 0 for i in row) for row in rows], dtype=torch.bool)
+    if bool(undecodable.any()):
+        rows = [[i for i in row if 0 <= i < known] for row in rows]
+    return tokenizer.batch_decode(rows, skip_special_tokens=True), undecodable.to(completion_ids.device)
 
 
-def sample_categorical(probs: Tensor, block: int = 256) -> Tensor:
-    """One index per row of ``probs`` [n, V] (non-negative weights), drawn by inversion of the CDF.
+def build_rollout(
+    samples: Samples,
+    batch: dict[str, Any],
+    tokenizer: PreTrainedTokenizerBase,
+    composer: RewardComposer,
+    temperature: float,
+    max_new_tokens: int,
+) -> Rollout:
+    """Decode, score and pack ``samples`` of the prompts in ``batch`` into a :class:`Rollout`.
 
-    Exact sampling with one uniform number per level and row; ``torch.multinomial`` draws one random
-    number per vocabulary entry, which costs more than the model's decode step on CPU with a large
-    vocabulary (it is kept for small ones, where it is cheaper), and a flat cumulative sum over V is
-    sequential. So two levels: pick a block of ``block`` entries by the CDF of the block sums, then an
-    entry within it by the CDF of its weights (P(i) = S_b / S · w_i / S_b = w_i / S). CDFs are
-    float64; an entry (or block) of weight 0 has an empty CDF interval and is never returned; a draw
-    at the very top of the last interval (probability ~2⁻⁵³) is clamped into the vocabulary.
+    ``batch`` is a collated prompt batch (``input_ids``, ``attention_mask`` [P, Tp], ``prompt``,
+    ``answer``, ``id`` and per-row ``metadata``). ``stats`` gets the generation and reward times,
+    each reward function's counters, the reward errors of this call (``reward/<name>_errors``) and
+    the share of completions with undecodable ids (``completions/undecodable_frac``).
     """
-    n, vocab = probs.shape
-    if vocab <= 4 * block:
-        return torch.multinomial(probs, 1).squeeze(1)
-    full = vocab // block
-    weights = probs.float()  # [n, V]
-    sums = weights[:, : full * block].view(n, full, block).sum(dim=-1)  # [n, K] (a view: no copy)
-    if full * block < vocab:
-        sums = torch.cat([sums, weights[:, full * block :].sum(dim=-1, keepdim=True)], dim=1)  # the short tail block
-    draws = torch.rand(n, 2, dtype=torch.float64, device=probs.device)  # [n, 2]
-    block_cdf = sums.double().cumsum(dim=-1)  # [n, K']
-    chosen = torch.searchsorted(block_cdf, draws[:, :1] * block_cdf[:, -1:], right=True)  # [n, 1]
-    chosen = chosen.clamp_(max=block_cdf.shape[1] - 1)
-    index = chosen * block + torch.arange(block, device=probs.device)  # [n, b] entries of the chosen block
-    inside = index < vocab
-    inner_weights = weights.gather(1, index.clamp(max=vocab - 1)) * inside  # [n, b]: 0 past the vocabulary
-    inner_cdf = inner_weights.double().cumsum(dim=-1)  # [n, b]
-    inner = torch.searchsorted(inner_cdf, draws[:, 1:] * inner_cdf[:, -1:], right=True).clamp_(max=block - 1)
-    return index.gather(1, inner).squeeze(1).clamp_(max=vocab - 1)
-
-
-def _is_sharded(model: torch.nn.Module) -> bool:
-    """True when parameters are DTensors (FSDP2): generation then needs every rank in each step."""
-    return dist.is_available() and dist.is_initialized() and any(
-        type(p).__name__ == "DTensor" for p in model.parameters()
+    g = samples.num_samples
+    n = samples.sequences.shape[0]
+    device = samples.sequences.device
+    lengths = samples.completion_mask.sum(dim=1)  # [N]
+    texts, undecodable = decode_completions(tokenizer, samples.completion_ids, lengths)
+    metadata = batch.get("metadata") or [{} for _ in batch["prompt"]]
+    truncated = [bool(x) for x in samples.truncated.tolist()]
+    reward_batch = RewardBatch(
+        prompts=[p for p in batch["prompt"] for _ in range(g)],
+        completions=texts,
+        golds=[a for a in batch["answer"] for _ in range(g)],
+        completion_ids=[f"{pid}/{k}" for pid in batch["id"] for k in range(g)],
+        group_ids=[i // g for i in range(n)],
+        lengths=[int(x) for x in lengths.tolist()],
+        truncated=truncated,
+        max_new_tokens=max_new_tokens,
+        metadata=[dict(m) for m in metadata for _ in range(g)],
+    )
+    errors_before = dict(composer.error_counts)
+    start = time.perf_counter()
+    total, components = composer(reward_batch)
+    stats = {
+        "time/generation_s": samples.generation_s,
+        "time/reward_s": time.perf_counter() - start,
+        "completions/undecodable_frac": float(undecodable.float().mean()),
+        "sampling/completions": float(n),  # what this round sampled (summed over dynamic sampling's rounds)
+        "sampling/tokens": float(lengths.sum()),
+    }
+    for fn in composer.functions:
+        stats.update({f"reward/{key}": value for key, value in fn.counters().items()})
+        if composer.error_counts[fn.name] or errors_before.get(fn.name):
+            stats[f"reward/{fn.name}_errors"] = float(composer.error_counts[fn.name] - errors_before.get(fn.name, 0))
+            stats[f"reward/{fn.name}_errors_total"] = float(composer.error_counts[fn.name])
+    correctness = composer.correctness
+    correct, answers = None, []
+    if correctness is not None:
+        correct = torch.tensor([v == correctness.correct_value for v in components[correctness.name]], device=device)
+        answers = [correctness.extract(t, truncated=f) for t, f in zip(texts, truncated)]
+    return Rollout(
+        input_ids=samples.sequences,
+        attention_mask=torch.cat([samples.prompt_mask, samples.completion_mask.to(samples.prompt_mask.dtype)], dim=1),
+        completion_mask=samples.completion_mask,
+        truncated=samples.truncated,
+        rewards=torch.tensor(total, device=device, dtype=torch.float32),
+        reward_components={k: torch.tensor(v, device=device, dtype=torch.float32) for k, v in components.items()},
+        group_ids=torch.arange(n, device=device) // g,
+        group_size=g,
+        prompt_length=samples.prompt_length,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        correct=correct,
+        undecodable=undecodable,
+        prompts=list(batch["prompt"]),
+        completions=texts,
+        answers=answers,
+        golds=list(batch["answer"]),
+        prompt_ids=[str(i) for i in batch["id"]],
+        stats=stats,
     )

@@ -1,24 +1,45 @@
 """Prompt sources: where prompts and gold answers come from.
 
-A source returns a ``datasets.Dataset`` per split with the columns ``id`` (str), ``question`` (str),
-``answer`` (the gold answer, str) and ``solution`` (a worked target for supervised warm starts, str,
-possibly empty).
+A source returns a ``datasets.Dataset`` per split (``"train"`` or ``"validation"``) with the columns
+``id`` (str, unique within the split), ``question`` (str), ``answer`` (the gold answer, str) and
+``solution`` (a worked target for supervised warm starts, str, possibly empty). Every other column of
+the data (MATH's ``level`` and ``subject``, say) is kept as it is, so reward functions can read it as
+per-row metadata; an extra column named ``prompt`` (which the data module writes) is kept as
+``source_prompt``.
+
+The table-backed sources (:class:`GSM8K`, :class:`MATH`, :class:`JsonlProblems`) read each split from
+either
+
+* a local file: ``.jsonl``/``.json``, ``.parquet``, ``.arrow`` or ``.csv`` (one file is one split);
+* a local folder: one written by ``Dataset.save_to_disk``/``DatasetDict.save_to_disk``, or a folder
+  of data files that ``datasets.load_dataset`` understands (the split then picks its part); or
+* a Hugging Face Hub dataset id such as ``openai/gsm8k``, loaded with
+  ``datasets.load_dataset(id, name=<config>, split=<split>)``.
+
+A path that looks like a file (it has one of the suffixes above) or cannot be a hub id (``./x``,
+``/x``, ``~/x``, ``a/b/c``) but does not exist is reported as missing, without asking the hub.
+The default ids are the hub's own; nothing is read from outside the repository unless a config says so.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import datasets
 
 Split = Literal["train", "validation"]
 COLUMNS = ("id", "question", "answer", "solution")
+RESERVED_EXTRA = ("prompt",)  # written by the data module; an extra column of this name is renamed
+FILE_KINDS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
 class PromptSource:
-    """Base class: ``load(split) -> datasets.Dataset`` with the columns of :data:`COLUMNS`."""
+    """Base class: ``load(split) -> datasets.Dataset`` with the columns of :data:`COLUMNS` (and extras)."""
 
     def load(self, split: Split) -> datasets.Dataset:
         raise NotImplementedError
@@ -99,87 +120,352 @@ class Arithmetic(PromptSource):
         )
 
 
-def _read_table(path: str) -> datasets.Dataset:
-    if not Path(path).exists():
+# ---- reading a table: local file, local folder or hub id ------------------------------------------
+def is_local_reference(path: str) -> bool:
+    """Whether ``path`` names a local file or folder (existing or not) rather than a hub dataset id."""
+    if Path(path).expanduser().exists() or Path(path).suffix.lower() in FILE_KINDS:
+        return True
+    return _HUB_ID.fullmatch(path) is None  # a hub id is "name" or "owner/name"
+
+
+def read_table(path: str, split: str = "train", config: str | None = None) -> datasets.Dataset:
+    """One split of a dataset from a local file or folder, or from the hub (see the module docstring).
+
+    Errors name the path (and, for the hub, the config and split): a missing local path raises
+    ``FileNotFoundError``; a file that cannot be parsed (malformed JSON, empty) ``ValueError``, with the
+    line number for JSON lines; a hub dataset that cannot be loaded ``OSError``.
+    """
+    local = Path(path).expanduser()
+    if local.is_file():
+        return _read_file(local)
+    if local.is_dir():
+        return _read_folder(local, split, config)
+    if is_local_reference(path):
         raise FileNotFoundError(f"dataset path {path!r} does not exist")
-    kind = "parquet" if path.endswith(".parquet") else "json"
     try:
-        return datasets.load_dataset(kind, data_files=path, split="train")
+        table = datasets.load_dataset(path, name=config, split=split)
+    except Exception as error:  # offline, unknown id, wrong config or split: datasets says which
+        raise OSError(
+            f"dataset {path!r} (config {config!r}, split {split!r}) is not a local file or folder and could "
+            f"not be loaded from the Hugging Face Hub with datasets.load_dataset: {type(error).__name__}: {error}. "
+            f"A local .jsonl/.parquet/.arrow/.csv file works too."
+        ) from error
+    if not isinstance(table, datasets.Dataset):
+        raise ValueError(f"dataset {path!r} (config {config!r}, split {split!r}) did not load as one table: {type(table).__name__}")
+    return table
+
+
+def _read_file(path: Path) -> datasets.Dataset:
+    kind = FILE_KINDS.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"dataset file {str(path)!r} has an unsupported suffix; expected one of {sorted(FILE_KINDS)}")
+    try:
+        return datasets.load_dataset(kind, data_files=str(path), split="train")
     except Exception as error:  # datasets reports an empty or malformed file in its own words
-        raise ValueError(f"dataset {path!r} could not be read as {kind} (is it empty or malformed?): {error}") from error
+        where = _first_bad_json_line(path) if kind == "json" else None
+        detail = f" at {where}" if where else ""
+        raise ValueError(
+            f"dataset {str(path)!r} could not be read as {kind}{detail} (is it empty or malformed?): {error}"
+        ) from error
 
 
-def _require_fields(table: datasets.Dataset, fields: list[str], path: str) -> None:
+def _read_folder(path: Path, split: str, config: str | None) -> datasets.Dataset:
+    try:
+        if (path / "dataset_dict.json").exists():  # DatasetDict.save_to_disk
+            saved = datasets.load_from_disk(str(path))
+            if split not in saved:
+                raise ValueError(f"it has no split {split!r}; it has {sorted(saved)}")
+            return saved[split]
+        if (path / "state.json").exists():  # Dataset.save_to_disk: one split
+            return datasets.load_from_disk(str(path))
+        return datasets.load_dataset(str(path), name=config, split=split)
+    except Exception as error:
+        raise ValueError(f"dataset folder {str(path)!r} (split {split!r}) could not be read: {error}") from error
+
+
+def _first_bad_json_line(path: Path) -> str | None:
+    """``"line N: why"`` for the first line of a JSON-lines file that is not a JSON object, else None.
+
+    A file whose first non-blank character is ``[`` is read as one JSON document instead.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        return f"byte {error.start}: not UTF-8 text"
+    if not text.strip():
+        return None
+    if text.lstrip().startswith("["):
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as error:
+            return f"line {error.lineno}, column {error.colno}: {error.msg}"
+        return None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            return f"line {number}, column {error.colno}: {error.msg}"
+        if not isinstance(row, dict):
+            return f"line {number}: a JSON {type(row).__name__}, not an object"
+    return None
+
+
+def _require_fields(table: datasets.Dataset, fields: list[str], where: str) -> None:
     missing = [f for f in fields if f not in table.column_names]
     if missing:
-        raise ValueError(f"dataset {path!r} lacks the field(s) {missing}; it has {table.column_names}")
+        raise ValueError(f"dataset {where} lacks the field(s) {missing}; it has {table.column_names}")
     if len(table) == 0:
-        raise ValueError(f"dataset {path!r} is empty")
+        raise ValueError(f"dataset {where} is empty")
 
 
-class GSM8K(PromptSource):
-    """GSM8K-format jsonl/parquet: ``question`` and ``answer`` with the gold after the last ``####``.
+# ---- table-backed sources --------------------------------------------------------------------------
+class TableSource(PromptSource):
+    """A prompt source read from a local file or folder or a hub dataset, one reference per split.
 
-    The worked solution (calculator annotations ``<<48/2=24>>`` stripped) becomes ``solution``.
+    Subclasses say which columns they need (:meth:`required_fields`) and turn one row into the
+    ``question``/``answer``/``solution`` strings (:meth:`convert`); the columns they consume are
+    replaced by the standard ones and every other column is kept.
     """
 
     def __init__(
         self,
-        train_path: str = "../shared/data/gsm8k_train.jsonl",
-        validation_path: str | None = "../shared/data/gsm8k_test.jsonl",
+        train_path: str | None,
+        validation_path: str | None,
+        train_config: str | None,
+        validation_config: str | None,
+        train_split: str,
+        validation_split: str,
+        question_field: str,
+        answer_field: str,
+        id_field: str | None,
     ) -> None:
         self.paths = {"train": train_path, "validation": validation_path}
+        self.configs = {"train": train_config, "validation": validation_config}
+        self.splits = {"train": train_split, "validation": validation_split}
+        self.question_field = question_field
+        self.answer_field = answer_field
+        self.id_field = id_field
+
+    # -- what a subclass defines
+    def required_fields(self, table: datasets.Dataset) -> list[str]:
+        return [self.question_field, self.answer_field]
+
+    def consumed_fields(self) -> list[str]:
+        return [self.question_field, self.answer_field]
+
+    def convert(self, row: dict[str, Any]) -> dict[str, str]:
+        """``question``, ``answer`` and ``solution`` of one row; a ``ValueError`` names what is wrong."""
+        raise NotImplementedError
+
+    def id_prefix(self, split: Split) -> str:
+        raise NotImplementedError
+
+    # -- shared
+    def describe(self, split: Split) -> str:
+        path = self.paths[split]
+        if path is not None and not is_local_reference(path):
+            return f"{path!r} (config {self.configs[split]!r}, split {self.splits[split]!r})"
+        return repr(path)
 
     def load(self, split: Split) -> datasets.Dataset:
-        from lightning_grpo.prompts import gsm8k_gold, strip_calculator_annotations
-
         path = self.paths[split]
         if path is None:
-            raise ValueError(f"GSM8K has no {split} path configured")
-        table = _read_table(path)
-        _require_fields(table, ["question", "answer"], path)
-        return table.map(
-            lambda row, i: {
-                "id": f"gsm8k-{split}-{i}",
-                "question": row["question"],
-                "answer": gsm8k_gold(row["answer"]),
-                "solution": strip_calculator_annotations(row["answer"]),
-            },
+            raise ValueError(f"{type(self).__name__} has no {split} data configured ({split}_path is None)")
+        table = read_table(path, self.splits[split], self.configs[split])
+        where = self.describe(split)
+        _require_fields(table, self.required_fields(table), where)
+        if self.id_field is not None:
+            _require_fields(table, [self.id_field], where)
+            ids = [str(v) for v in table[self.id_field]]
+            if len(set(ids)) != len(ids):
+                repeated = next(i for i in ids if ids.count(i) > 1)
+                raise ValueError(f"dataset {where}: id_field {self.id_field!r} repeats the id {repeated!r}")
+        prefix = self.id_prefix(split)
+        consumed = set(self.consumed_fields()) | set(COLUMNS)
+        if self.id_field is not None and self.id_field not in consumed:
+            consumed.add(self.id_field)
+        renamed = {c: f"source_{c}" for c in RESERVED_EXTRA if c in table.column_names and c not in consumed}
+        convert = self._row_converter(where, prefix)
+        table = table.map(
+            convert,
             with_indices=True,
-            remove_columns=table.column_names,
+            remove_columns=[c for c in table.column_names if c in consumed],
+            keep_in_memory=True,
+            desc=None,
         )
+        return table.rename_columns(renamed) if renamed else table
+
+    def _row_converter(self, where: str, prefix: str) -> Callable[[dict[str, Any], int], dict[str, str]]:
+        id_field = self.id_field
+
+        def convert(row: dict[str, Any], index: int) -> dict[str, str]:
+            try:
+                fields = self.convert(row)
+            except ValueError as error:
+                raise ValueError(f"dataset {where}, row {index}: {error}") from error
+            row_id = str(row[id_field]) if id_field is not None else f"{prefix}-{index}"
+            return {"id": row_id, **fields}
+
+        return convert
 
 
-class JsonlProblems(PromptSource):
-    """Any jsonl/parquet with a question field and a gold-answer field (MATH-500: ``problem``, ``answer``)."""
+def _text(row: dict[str, Any], field: str) -> str:
+    value = row[field]
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"the field {field!r} is empty")
+    return str(value)
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last complete ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``, else None.
+
+    Uses the verifier's own box scanner (nested braces), so golds and completions are read alike.
+    """
+    from lightning_grpo.rewards.extraction import _boxes
+
+    boxes = _boxes(text)
+    return boxes[0][2].strip() if boxes else None
+
+
+class GSM8K(TableSource):
+    """GSM8K (Cobbe et al. 2021): grade-school word problems with an integer answer.
+
+    The gold is the text after the last ``####`` of the answer column, thousands commas removed
+    (``"#### 6,600"`` → ``"6600"``); the worked solution before it, with the calculator annotations
+    ``<<48/2=24>>`` stripped, becomes ``solution``. Defaults: the hub's ``openai/gsm8k`` (config
+    ``main``), ``train`` for training and ``test`` (1,319 problems) for validation. A local copy:
+    ``train_path: data/gsm8k_train.jsonl``. For a variant whose answer column already holds the bare
+    number use :class:`JsonlProblems`.
+    """
 
     def __init__(
         self,
-        train_path: str = "../shared/data/math500_test.jsonl",
+        train_path: str | None = "openai/gsm8k",
+        validation_path: str | None = "openai/gsm8k",
+        train_config: str | None = "main",
+        validation_config: str | None = "main",
+        train_split: str = "train",
+        validation_split: str = "test",
+        question_field: str = "question",
+        answer_field: str = "answer",
+        id_field: str | None = None,
+    ) -> None:
+        super().__init__(
+            train_path, validation_path, train_config, validation_config, train_split, validation_split,
+            question_field, answer_field, id_field,
+        )
+
+    def convert(self, row: dict[str, Any]) -> dict[str, str]:
+        from lightning_grpo.prompts import gsm8k_gold, strip_calculator_annotations
+
+        worked = _text(row, self.answer_field)
+        return {
+            "question": _text(row, self.question_field),
+            "answer": gsm8k_gold(worked),
+            "solution": strip_calculator_annotations(worked),
+        }
+
+    def id_prefix(self, split: Split) -> str:
+        return f"gsm8k-{split}"
+
+
+class MATH(TableSource):
+    """MATH (Hendrycks et al. 2021): competition problems with LaTeX answers.
+
+    The gold is the ``answer`` column where the data has one (MATH-500) and otherwise the content of
+    the last ``\\boxed{}`` of ``solution`` (the original MATH release); ``solution`` is kept as the
+    worked target. Defaults: training on the hub's ``DigitalLearningGmbH/MATH-lighteval`` (config
+    ``default``, split ``train``: the 7,500 MATH training problems) and validation on
+    ``HuggingFaceH4/MATH-500`` (split ``test``: the 500-problem subset of "Let's Verify Step by Step").
+    Extra columns (``level``, ``type``/``subject``, ``unique_id``) are kept.
+    """
+
+    def __init__(
+        self,
+        train_path: str | None = "DigitalLearningGmbH/MATH-lighteval",
+        validation_path: str | None = "HuggingFaceH4/MATH-500",
+        train_config: str | None = "default",
+        validation_config: str | None = None,
+        train_split: str = "train",
+        validation_split: str = "test",
+        question_field: str = "problem",
+        answer_field: str = "answer",
+        solution_field: str = "solution",
+        id_field: str | None = None,
+    ) -> None:
+        super().__init__(
+            train_path, validation_path, train_config, validation_config, train_split, validation_split,
+            question_field, answer_field, id_field,
+        )
+        self.solution_field = solution_field
+
+    def required_fields(self, table: datasets.Dataset) -> list[str]:
+        gold = self.answer_field if self.answer_field in table.column_names else self.solution_field
+        return [self.question_field, gold]
+
+    def consumed_fields(self) -> list[str]:
+        return [self.question_field, self.answer_field, self.solution_field]
+
+    def convert(self, row: dict[str, Any]) -> dict[str, str]:
+        solution = row.get(self.solution_field)
+        solution = "" if solution is None else str(solution)
+        answer = row.get(self.answer_field)
+        if answer is None or not str(answer).strip():
+            answer = last_boxed(solution)
+            if not answer:
+                raise ValueError(
+                    f"no gold answer: the field {self.answer_field!r} is missing or empty and the field "
+                    f"{self.solution_field!r} has no \\boxed{{}}"
+                )
+        return {"question": _text(row, self.question_field), "answer": str(answer).strip(), "solution": solution}
+
+    def id_prefix(self, split: Split) -> str:
+        return f"math-{split}"
+
+
+class JsonlProblems(TableSource):
+    """Any table with a question field and a gold-answer field, from a file, a folder or the hub.
+
+    Defaults fit MATH-500's columns (``problem``, ``answer``, ``solution``); ``solution`` is optional.
+    ``train_path`` has no default: name your data (``--data.source.train_path=problems.jsonl``).
+    Ids are ``<file stem>-<row>`` (or ``<name>-<split>-<row>`` for a hub dataset).
+    """
+
+    def __init__(
+        self,
+        train_path: str | None,
         validation_path: str | None = None,
         question_field: str = "problem",
         answer_field: str = "answer",
         solution_field: str | None = "solution",
+        train_config: str | None = None,
+        validation_config: str | None = None,
+        train_split: str = "train",
+        validation_split: str = "test",
+        id_field: str | None = None,
     ) -> None:
-        self.paths = {"train": train_path, "validation": validation_path}
-        self.question_field = question_field
-        self.answer_field = answer_field
+        super().__init__(
+            train_path, validation_path, train_config, validation_config, train_split, validation_split,
+            question_field, answer_field, id_field,
+        )
         self.solution_field = solution_field
 
-    def load(self, split: Split) -> datasets.Dataset:
-        path = self.paths[split]
-        if path is None:
-            raise ValueError(f"{type(self).__name__} has no {split} path configured")
-        table = _read_table(path)
-        _require_fields(table, [self.question_field, self.answer_field], path)
-        has_solution = self.solution_field is not None and self.solution_field in table.column_names
-        return table.map(
-            lambda row, i: {
-                "id": f"{Path(path).stem}-{i}",
-                "question": str(row[self.question_field]),
-                "answer": str(row[self.answer_field]),
-                "solution": str(row[self.solution_field]) if has_solution else "",
-            },
-            with_indices=True,
-            remove_columns=table.column_names,
-        )
+    def consumed_fields(self) -> list[str]:
+        fields = [self.question_field, self.answer_field]
+        return fields + [self.solution_field] if self.solution_field is not None else fields
+
+    def convert(self, row: dict[str, Any]) -> dict[str, str]:
+        solution = row.get(self.solution_field) if self.solution_field is not None else None
+        return {
+            "question": str(row[self.question_field]),
+            "answer": str(row[self.answer_field]),
+            "solution": "" if solution is None else str(solution),
+        }
+
+    def id_prefix(self, split: Split) -> str:
+        path = str(self.paths[split])
+        if is_local_reference(path):
+            return Path(path).stem
+        return f"{Path(path).name}-{self.splits[split]}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_grpo.models import save_tiny_model
+from lightning_grpo.demo.tiny_model import save_tiny_model
 
 
 @pytest.fixture(scope="session")

@@ -26,12 +26,15 @@ def test_demo_config_trains_three_steps_and_logs_entropy_and_reward(tmp_path: Pa
         "--trainer.max_steps=3",
         f"--trainer.logger.init_args.save_dir={tmp_path}",
         f"--model.model_name_or_path={tmp_path / 'warm'}",
+        f"--warm_start.output_dir={tmp_path / 'warm'}",
         "--warm_start.steps=20",
         "--warm_start.hidden_size=64",
         "--warm_start.num_layers=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "warm" / "config.json").exists()  # the warm start saved a loadable checkpoint
+    assert "warm start: building the demo model at" in result.stderr + result.stdout  # it says what it builds
+    assert list((tmp_path / "warm_logs").glob("version_*/events.out.tfevents.*"))  # a Lightning run with logs
     runs = list((tmp_path / "demo").glob("version_*"))
     assert len(runs) == 1 and list(runs[0].glob("events.out.tfevents.*"))
     scalars = read_scalars(runs[0])
@@ -44,6 +47,18 @@ def test_demo_config_trains_three_steps_and_logs_entropy_and_reward(tmp_path: Pa
     entropies = [v for _, v in scalars["train/entropy"]]
     assert all(0 < h < 5 for h in entropies)  # nats over a 100-token vocabulary: 0 < H < ln 100
     assert all(0 <= v <= 1 for _, v in scalars["train/accuracy"])
+
+
+def test_a_hub_id_with_the_demo_config_builds_no_stand_in(tmp_path: Path) -> None:
+    """The warm start builds only at its own output_dir: a hub id is never shadowed by a tiny model."""
+    result = _cli(
+        "fit", "--config", str(ROOT / "configs/demo.yaml"), "--model.model_name_or_path=Qwen/Qwen2.5-0.5B-Instruct",
+        "--trainer.max_steps=1", cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode != 0  # no hub here: the model cannot load
+    assert "warm start skipped" in result.stderr + result.stdout
+    assert "Qwen/Qwen2.5-0.5B-Instruct" in result.stderr  # the error names the model
+    assert not (tmp_path / "Qwen").exists() and not (tmp_path / "runs" / "demo" / "warm_start").exists()
 
 
 def test_print_config_resolves_and_command_line_overrides(tmp_path: Path) -> None:

@@ -14,9 +14,13 @@ from lightning_grpo.objectives import GRPO
 from lightning_grpo.sources import GSM8K, JsonlProblems
 
 
-def test_group_of_one_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"group_size must be >= 2.*got 1"):
-        RolloutDataModule(group_size=1)
+def test_group_of_one_is_refused_for_an_estimator_that_compares_within_groups() -> None:
+    module = GRPOModule("unused")  # the default GroupNormalized needs >= 2 completions per group
+    module.trainer = SimpleNamespace(datamodule=RolloutDataModule(group_size=1))
+    with pytest.raises(ValueError, match=r"group_size=1 .*GroupNormalized.*needs group_size >= 2"):
+        module.setup("fit")
+    module.trainer = SimpleNamespace(datamodule=RolloutDataModule(group_size=2))
+    module.setup("fit")
 
 
 def test_prompts_that_do_not_split_into_whole_groups_per_rank_are_refused() -> None:
@@ -87,7 +91,10 @@ def test_missing_policy_path_is_named(tmp_path: Path) -> None:
     [
         ({"val_batch_size": 0}, "val_batch_size >= 1"),
         ({"val_greedy": False, "val_num_samples": 0}, "would generate nothing"),
-        ({"max_extra_rounds": -1}, "max_extra_rounds must be >= 0, got -1"),
+        ({"group_size": 0}, "group_size must be >= 1, got 0"),
+        ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
+        ({"top_p": 1.5}, r"top_p must be in \(0, 1\], got 1.5"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be >= 1, got 0"),
         ({"prompt_template": "Q:"}, "must contain '{question}'"),
     ],
 )

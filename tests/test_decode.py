@@ -13,10 +13,10 @@ import torch
 from torch import nn
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from lightning_grpo.decode import StaticCacheDecoder
+from lightning_grpo.sampling import FastSampler, HFSampler, SamplingParams
+from lightning_grpo.sampling.static_cache import StaticCacheDecoder
 from lightning_grpo.logprobs import position_ids_from_mask
-from lightning_grpo.models import build_char_tokenizer, build_tiny_qwen3
-from lightning_grpo.rollout import GroupSampler
+from lightning_grpo.demo.tiny_model import build_char_tokenizer, build_tiny_qwen3
 
 VOCAB = 100
 SMALL = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -60,7 +60,7 @@ def test_lean_steps_equal_the_hf_forward(name: str) -> None:
         hf_cache, lean_cache = DynamicCache(config=model.config), DynamicCache(config=model.config)
         for cache in (hf_cache, lean_cache):
             model(
-                input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, past_key_values=cache,
+                input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, cache=cache,
                 use_cache=True,
             )
         hf_cache.batch_repeat_interleave(group)
@@ -79,7 +79,7 @@ def test_lean_steps_equal_the_hf_forward(name: str) -> None:
             token = tokens[rows, step]
             expected = model(
                 input_ids=token[:, None], attention_mask=mask[:, : tp + step + 1], position_ids=position[:, None],
-                past_key_values=hf_cache, use_cache=True,
+                cache=hf_cache, use_cache=True,
             ).logits[:, -1]  # [n, V]
             got = lean.step(token, position, tp + step, mask.bool())
             assert got.shape == expected.shape
@@ -93,7 +93,7 @@ def test_lean_step_without_padding_needs_no_mask() -> None:
     ids = torch.randint(3, VOCAB, (2, 5))
     with torch.no_grad():
         cache, full = DynamicCache(config=model.config), model(input_ids=ids).logits  # [2, 5, V]
-        model(input_ids=ids[:, :4], past_key_values=cache, use_cache=True)
+        model(input_ids=ids[:, :4], cache=cache, use_cache=True)
         lean = StaticCacheDecoder(model, cache, 1, 5)
         got = lean.step(ids[:, 4], torch.tensor([4, 4]), 4, None)
     torch.testing.assert_close(got, full[:, 4], atol=2e-5, rtol=1e-4)
@@ -118,8 +118,8 @@ def test_fast_sampler_without_the_lean_decoder_still_equals_generate() -> None:
     assert not StaticCacheDecoder.supports(model)
     batch = tokenizer(["1+1=", "12+34="], padding=True, return_tensors="pt", add_special_tokens=False)
     out = []
-    for backend in ("hf", "fast"):
-        sampler = GroupSampler(group_size=2, max_new_tokens=8, backend=backend)
-        out.append(sampler.sample(model, batch["input_ids"], batch["attention_mask"], [tokenizer.eos_token_id],
-                                  tokenizer.pad_token_id, greedy=True)[0])
+    params = SamplingParams(num_samples=2, max_new_tokens=8, greedy=True)
+    for sampler in (HFSampler(), FastSampler()):
+        out.append(sampler.sample(model, batch["input_ids"], batch["attention_mask"], params, [tokenizer.eos_token_id],
+                                  tokenizer.pad_token_id).sequences)
     assert torch.equal(out[0], out[1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_grpo.data import RolloutDataModule
+from lightning_grpo.dynamic_sampling import DynamicSampling
 from lightning_grpo.rollout import Rollout
 
 PAD = 0
@@ -38,26 +38,16 @@ def _rollout(correct: list[list[int]], prompt_length: int, completion_length: in
     )
 
 
-class _Scripted(RolloutDataModule):
-    """Returns pre-built rollouts for the extra rounds instead of sampling a policy."""
-
-    def __init__(self, extra: list[Rollout], **kwargs) -> None:
-        super().__init__(dynamic_sampling=True, **kwargs)
-        self.extra = list(extra)
-        self.tokenizer = type("T", (), {"pad_token_id": PAD})()
-
-    def _extra_prompts(self, device):
-        return {}
-
-    def sample_and_score(self, batch):
-        return self.extra.pop(0)
+def _fill(first: Rollout, extra: list[Rollout], max_extra_rounds: int) -> Rollout:
+    """DynamicSampling on one rank, the extra rounds scripted instead of sampled from a policy."""
+    extra = list(extra)
+    return DynamicSampling(max_extra_rounds).fill(first, lambda: extra.pop(0), lambda short: short, PAD)
 
 
 def test_extra_round_fills_the_batch_with_mixed_groups_and_repads() -> None:
     first = _rollout([[1, 0], [1, 1], [0, 0]], prompt_length=2, completion_length=3, tag="a")
     second = _rollout([[0, 0], [0, 1], [1, 0]], prompt_length=4, completion_length=2, tag="b")
-    data = _Scripted([second], max_extra_rounds=3)
-    out = data._fill_with_informative_groups(first, torch.device("cpu"))
+    out = _fill(first, [second], max_extra_rounds=3)
     # Kept: group 0 of the first round, groups 1 and 2 of the second, in that order.
     assert out.prompts == ["a0", "b1", "b2"]
     assert out.completions == ["a-c0", "a-c1", "b-c2", "b-c3", "b-c4", "b-c5"]
@@ -81,8 +71,7 @@ def test_extra_round_fills_the_batch_with_mixed_groups_and_repads() -> None:
 def test_bounded_rounds_complete_the_batch_with_groups_that_carry_no_loss() -> None:
     first = _rollout([[1, 1], [0, 1], [1, 1]], prompt_length=2, completion_length=2, tag="a")
     second = _rollout([[0, 0], [1, 1], [0, 0]], prompt_length=2, completion_length=2, tag="b")
-    data = _Scripted([second], max_extra_rounds=1)
-    out = data._fill_with_informative_groups(first, torch.device("cpu"))
+    out = _fill(first, [second], max_extra_rounds=1)
     assert out.num_groups == 3
     assert out.prompts[0] == "a1"  # the only informative group
     assert out.valid.tolist() == [True, True, False, False, False, False]
@@ -91,3 +80,8 @@ def test_bounded_rounds_complete_the_batch_with_groups_that_carry_no_loss() -> N
     # The policy as sampled was right 5 times in 6; the one group it trains on, 1 time in 2.
     assert out.stats["sampling/first_round_accuracy"] == pytest.approx(5 / 6)
     assert out.correct[out.valid].float().mean() == 0.5
+
+
+def test_negative_round_bound_is_named() -> None:
+    with pytest.raises(ValueError, match="max_extra_rounds must be >= 0, got -1"):
+        DynamicSampling(max_extra_rounds=-1)

@@ -11,8 +11,25 @@ import pytest
 import torch
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
-from lightning_grpo.models import build_char_tokenizer, build_tiny_qwen3, eos_token_ids, load_causal_lm, load_tokenizer
-from lightning_grpo.rollout import GroupSampler, completion_mask_from_ids, sample_categorical
+from lightning_grpo.demo.tiny_model import build_char_tokenizer, build_tiny_qwen3
+from lightning_grpo.models import eos_token_ids, load_causal_lm, load_tokenizer
+from lightning_grpo.sampling import (
+    FastSampler,
+    HFSampler,
+    SamplingParams,
+    completion_mask_from_ids,
+    sample_categorical,
+    sampling_scores,
+)
+
+BACKENDS = {"hf": HFSampler, "fast": FastSampler}
+
+
+def _draw(backend, model, batch, eos, pad, greedy=False, group_size=2, max_new_tokens=12, **options):
+    """(sequences, completion mask, truncated) from the named sampler."""
+    params = SamplingParams(num_samples=group_size, max_new_tokens=max_new_tokens, greedy=greedy, **options)
+    out = BACKENDS[backend]().sample(model, batch["input_ids"], batch["attention_mask"], params, eos, pad)
+    return out.sequences, out.completion_mask, out.truncated
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +59,8 @@ def _both(model, tokenizer, eos, greedy, group_size=2, max_new_tokens=12, **kwar
     batch = _prompts(tokenizer)
     out = []
     for backend in ("hf", "fast"):
-        sampler = GroupSampler(group_size=group_size, max_new_tokens=max_new_tokens, backend=backend, **kwargs)
         torch.manual_seed(0)
-        out.append(sampler.sample(model, batch["input_ids"], batch["attention_mask"], eos, tokenizer.pad_token_id, greedy=greedy))
+        out.append(_draw(backend, model, batch, eos, tokenizer.pad_token_id, greedy, group_size, max_new_tokens, **kwargs))
     return batch, out
 
 
@@ -67,8 +83,7 @@ def test_fast_greedy_equals_hf_without_padding(chaotic_model_and_tokenizer) -> N
     eos = eos_token_ids(model, tokenizer)
     out = []
     for backend in ("hf", "fast"):
-        sampler = GroupSampler(group_size=2, max_new_tokens=12, backend=backend)
-        out.append(sampler.sample(model, batch["input_ids"], batch["attention_mask"], eos, tokenizer.pad_token_id, greedy=True))
+        out.append(_draw(backend, model, batch, eos, tokenizer.pad_token_id, greedy=True))
     (seq_hf, mask_hf, trunc_hf), (seq_fast, mask_fast, trunc_fast) = out
     assert torch.equal(seq_fast, seq_hf)
     assert torch.equal(mask_fast, mask_hf) and torch.equal(trunc_fast, trunc_hf)
@@ -100,9 +115,8 @@ def test_fast_sampling_keeps_prompt_major_groups_and_masks(model_and_tokenizer) 
     model, tokenizer = model_and_tokenizer
     batch = _prompts(tokenizer)
     eos = eos_token_ids(model, tokenizer)
-    sampler = GroupSampler(group_size=3, max_new_tokens=7, backend="fast")
     torch.manual_seed(0)
-    seq, mask, truncated = sampler.sample(model, batch["input_ids"], batch["attention_mask"], eos, tokenizer.pad_token_id)
+    seq, mask, truncated = _draw("fast", model, batch, eos, tokenizer.pad_token_id, group_size=3, max_new_tokens=7)
     tp = batch["input_ids"].shape[1]
     assert seq.shape[0] == 12 and seq.shape[1] <= tp + 7 and mask.shape == (12, seq.shape[1] - tp)
     assert torch.equal(seq[:, :tp], batch["input_ids"].repeat_interleave(3, dim=0))
@@ -110,7 +124,7 @@ def test_fast_sampling_keeps_prompt_major_groups_and_masks(model_and_tokenizer) 
     assert torch.equal(mask, expected) and torch.equal(truncated, expected_truncated)
     # The same seed gives the same completions; the samples of a group differ.
     torch.manual_seed(0)
-    again, _, _ = sampler.sample(model, batch["input_ids"], batch["attention_mask"], eos, tokenizer.pad_token_id)
+    again, _, _ = _draw("fast", model, batch, eos, tokenizer.pad_token_id, group_size=3, max_new_tokens=7)
     assert torch.equal(seq, again)
     assert len({tuple(r) for r in seq[:3, tp:].tolist()}) > 1
 
@@ -134,17 +148,16 @@ def test_fast_first_token_follows_the_model_distribution(model_and_tokenizer, op
     prompt = tokenizer(["12+34="], return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         logits = model(**prompt).logits[:, -1]  # [1, V]
-    sampler = GroupSampler(group_size=4000, max_new_tokens=1, backend="fast", **options)
     # The target: HF's warpers (temperature, then top-k, then top-p) on the same logits.
     scores = logits / options.get("temperature", 1.0)
     if options.get("top_k"):
         scores = TopKLogitsWarper(options["top_k"])(None, scores)
     if options.get("top_p"):
         scores = TopPLogitsWarper(options["top_p"])(None, scores)
-    torch.testing.assert_close(sampler.sampling_scores(logits), scores)
+    torch.testing.assert_close(sampling_scores(logits, SamplingParams(**options)), scores)
     probs = scores.softmax(-1)[0]  # [V]
     torch.manual_seed(0)
-    seq, _, _ = sampler.sample(model, prompt["input_ids"], prompt["attention_mask"], [10**6], tokenizer.pad_token_id)
+    seq, _, _ = _draw("fast", model, prompt, [10**6], tokenizer.pad_token_id, group_size=4000, max_new_tokens=1, **options)
     counts = torch.bincount(seq[:, -1], minlength=probs.numel()).double()
     assert counts[probs == 0].sum() == 0  # never a token outside top-k / top-p
     _assert_fits(counts, probs)
@@ -177,6 +190,43 @@ def test_hf_backend_ignores_distribution_changing_checkpoint_defaults(model_and_
         model.generation_config.repetition_penalty = None
 
 
-def test_unknown_backend_is_rejected() -> None:
-    with pytest.raises(ValueError, match="backend"):
-        GroupSampler(backend="vllm")  # type: ignore[arg-type]
+def test_unknown_backend_shorthand_is_rejected_by_name() -> None:
+    from lightning_grpo.data import RolloutDataModule
+
+    with pytest.raises(ValueError, match="sampler_backend must be one of \\['fast', 'hf'\\], got 'vllm'"):
+        RolloutDataModule(sampler_backend="vllm")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not both"):
+        RolloutDataModule(sampler=HFSampler(), sampler_backend="fast")
+    assert isinstance(RolloutDataModule().sampler, FastSampler)  # the default
+    assert isinstance(RolloutDataModule(sampler_backend="hf").sampler, HFSampler)
+
+
+def test_fast_sampler_falls_back_to_hf_generate_and_says_why(model_and_tokenizer, monkeypatch, caplog) -> None:
+    import lightning_grpo.sampling.fast as fast
+
+    model, tokenizer = model_and_tokenizer
+    batch = _prompts(tokenizer)
+    eos = eos_token_ids(model, tokenizer)
+    monkeypatch.setattr(fast, "is_sharded", lambda policy: True)  # as under FSDP2
+    calls = []
+    monkeypatch.setattr(HFSampler, "generate", lambda self, *args: calls.append(args) or torch.zeros(8, 3, dtype=torch.long))
+    sampler = FastSampler()
+    with caplog.at_level("INFO"):
+        for _ in range(2):
+            sampler.generate(model, batch["input_ids"], batch["attention_mask"], SamplingParams(2, 3), eos, 0)
+    assert len(calls) == 2  # HF generate did the work
+    said = [r.getMessage() for r in caplog.records if "HF generate" in r.getMessage()]
+    assert len(said) == 1 and "sharded" in said[0]  # the reason, once
+
+
+def test_fast_sampler_steps_through_the_hf_forward_where_the_lean_decoder_cannot(model_and_tokenizer, monkeypatch, caplog) -> None:
+    from lightning_grpo.sampling.static_cache import StaticCacheDecoder
+
+    model, tokenizer = model_and_tokenizer
+    eos = eos_token_ids(model, tokenizer)
+    _, ((seq_hf, _, _), (seq_lean, _, _)) = _both(model, tokenizer, eos, greedy=True)
+    monkeypatch.setattr(StaticCacheDecoder, "unsupported_reason", staticmethod(lambda model: "a test's reason"))
+    with caplog.at_level("INFO"):
+        _, (_, (seq_forward, _, _)) = _both(model, tokenizer, eos, greedy=True)
+    assert torch.equal(seq_forward, seq_hf) and torch.equal(seq_lean, seq_hf)
+    assert any("a test's reason" in r.getMessage() for r in caplog.records)

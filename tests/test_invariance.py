@@ -6,17 +6,19 @@ import torch
 from lightning_grpo.models import enable_activation_checkpointing, eos_token_ids, load_causal_lm, load_tokenizer
 from lightning_grpo.module import minibatch_backward
 from lightning_grpo.objectives import GRPO, Normalizers
-from lightning_grpo.rollout import GroupSampler, Rollout
+from lightning_grpo.rollout import Rollout
+from lightning_grpo.sampling import HFSampler, SamplingParams
 
 
 def _rollout(model, tokenizer) -> Rollout:
     prompts = ["3+4=", "10+25="]
     batch = tokenizer(prompts, padding=True, return_tensors="pt", add_special_tokens=False)
-    sampler = GroupSampler(group_size=4, max_new_tokens=6)
     torch.manual_seed(1)
-    seq, cmask, trunc = sampler.sample(
-        model, batch["input_ids"], batch["attention_mask"], eos_token_ids(model, tokenizer), tokenizer.pad_token_id
+    samples = HFSampler().sample(
+        model, batch["input_ids"], batch["attention_mask"], SamplingParams(num_samples=4, max_new_tokens=6),
+        eos_token_ids(model, tokenizer), tokenizer.pad_token_id,
     )
+    seq, cmask, trunc = samples.sequences, samples.completion_mask, samples.truncated
     tp = batch["input_ids"].shape[1]
     n = seq.shape[0]
     return Rollout(

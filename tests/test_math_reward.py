@@ -123,3 +123,73 @@ def test_composer_names_a_raising_reward_or_counts_a_zero() -> None:
     total, parts = composer(_batch(["good", "bad"], ["1", "1"]))
     assert total == [1.0, 0.0] and parts["shaky"] == [1.0, 0.0]
     assert composer.error_counts == {"shaky": 1}
+
+
+def test_mode_comes_from_the_constructor_for_scores_and_extract() -> None:
+    batch = _batch(["Answer: 7", "so $x = 7$.", "\\boxed{7}"], ["7", "7", "7"])
+    lenient, strict = MathReward(num_workers=1), MathReward(num_workers=1, mode="strict")
+    try:
+        assert lenient.score(batch) == [1.0, 1.0, 1.0]
+        assert strict.score(batch) == [0.0, 0.0, 1.0]
+        assert lenient.extract("Answer: 7") == "7" and strict.extract("Answer: 7") is None
+        assert pickle.loads(pickle.dumps(strict)).policy.mode == "strict"
+    finally:
+        lenient.close()
+        strict.close()
+    with pytest.raises(ValueError, match="'loose'"):
+        MathReward(mode="loose")  # type: ignore[arg-type]
+
+
+def test_setup_starts_the_pool_before_the_first_batch() -> None:
+    reward = MathReward(num_workers=2)
+    try:
+        assert reward.pool.pids == []  # nothing runs before setup
+        reward.setup()
+        pids = reward.pool.pids
+        assert len(pids) == 2 and all(w.ready for w in reward.pool._workers)
+        for pid in pids:
+            os.kill(pid, 0)  # alive
+        start = time.perf_counter()
+        assert reward.score(_batch(["\\boxed{2}"], ["2"])) == [1.0]
+        assert time.perf_counter() - start < 2.0
+        assert reward.pool.pids == pids  # the batch used the workers setup started
+        reward.setup()
+        assert reward.pool.pids == pids  # idempotent
+    finally:
+        reward.close()
+
+
+def test_the_base_setup_hook_is_a_no_op() -> None:
+    assert _Raises("shaky").setup() is None
+
+
+def test_a_long_map_with_replaced_workers_outlasts_the_startup_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The startup limit counts from each worker's own start, not from the start of the batch: a batch
+    that runs longer than the limit while both workers are being replaced must not fail."""
+    import lightning_grpo.rewards.math as math_module
+
+    reward = MathReward(timeout_s=1.0, num_workers=2, checker=slow_or_crashing_check)
+    try:
+        reward.setup()
+        monkeypatch.setattr(math_module, "STARTUP_TIMEOUT_S", 2.5)
+        start = time.monotonic()
+        values = reward.score(_batch([f"SLEEP {i}" for i in range(6)] + ["\\boxed{3}"], ["1"] * 6 + ["3"]))
+        assert time.monotonic() - start > 2.5
+        assert values == [0.0] * 6 + [1.0]
+        assert reward.counters()["verifier_timeouts"] == 6.0
+    finally:
+        reward.close()
+
+
+def test_chunked_tasks_after_a_timeout_or_a_crash_are_run_again(engineered: MathReward) -> None:
+    """Workers take tasks in chunks; a timeout or a crash in the middle of a chunk costs only that
+    task: the rest of the chunk runs on another worker and keeps its own result."""
+    completions = [f"\\boxed{{{i}}}" for i in range(40)]
+    completions[5], completions[17] = "SLEEP 5", "CRASH 17"
+    golds = [str(i) for i in range(40)]
+    golds[33] = "wrong"
+    values = engineered.score(_batch(completions, golds))
+    expected = [1.0] * 40
+    expected[5] = expected[17] = expected[33] = 0.0
+    assert values == expected
+    assert engineered.counters() == {"verifier_timeouts": 1.0, "verifier_errors": 1.0}

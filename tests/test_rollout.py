@@ -3,7 +3,7 @@
 import torch
 
 from lightning_grpo.models import eos_token_ids, load_causal_lm, load_tokenizer
-from lightning_grpo.rollout import GroupSampler, completion_mask_from_ids
+from lightning_grpo.sampling import HFSampler, SamplingParams, completion_mask_from_ids
 
 EOS, EOT, PAD = 1, 7, 0
 
@@ -42,12 +42,13 @@ def test_sampler_returns_groups_in_prompt_major_order(tiny_model_dir) -> None:
     model = load_causal_lm(str(tiny_model_dir))
     tokenizer = load_tokenizer(str(tiny_model_dir))
     batch = tokenizer(["1+1=", "12+34="], padding=True, return_tensors="pt")
-    sampler = GroupSampler(group_size=3, max_new_tokens=5)
     torch.manual_seed(0)
     model.train()
-    sequences, mask, truncated = sampler.sample(
-        model, batch["input_ids"], batch["attention_mask"], eos_token_ids(model, tokenizer), tokenizer.pad_token_id
+    samples = HFSampler().sample(
+        model, batch["input_ids"], batch["attention_mask"], SamplingParams(num_samples=3, max_new_tokens=5),
+        eos_token_ids(model, tokenizer), tokenizer.pad_token_id,
     )
+    sequences, mask, truncated = samples.sequences, samples.completion_mask, samples.truncated
     assert sequences.shape[0] == 6 and sequences.shape[1] <= batch["input_ids"].shape[1] + 5
     # Each completion row starts with its own prompt, three rows per prompt.
     assert torch.equal(sequences[:3, : batch["input_ids"].shape[1]], batch["input_ids"][0].expand(3, -1))

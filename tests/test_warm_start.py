@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import lightning_grpo.warm_start as warm_start
-from lightning_grpo.models import build_char_tokenizer, build_tiny_qwen3
+import lightning_grpo.demo.warm_start as warm_start
+from lightning_grpo.demo.tiny_model import build_char_tokenizer, build_tiny_qwen3
 from lightning_grpo.sources import Arithmetic
 
 

@@ -1,11 +1,13 @@
 """Build tests/data/verifier_corpus.jsonl: labelled (completion, gold, equivalent) cases.
 
-Deterministic (no randomness beyond a fixed seed) from the reference data in ``../shared/data``:
+Every case has a ``category`` (what it tests) and a ``source`` (where the pair comes from; a pair
+relabelled here says so, with the reason). Deterministic (a fixed seed), in this order:
 
-- ``gsm8k``: 150 GSM8K test golds. Equivalent forms are derived from the integer itself (thousands
-  commas, ``\\$``, ``n.00``, ``\\frac{2n}{2}``, units); wrong ones are n+1, 10n, n-1; completion
-  styles are \\boxed, "#### n", "The answer is", "Final Answer: … I hope it is correct", bold,
-  a bare last line, think tags, end-of-turn markers; truncations and hedges are labelled wrong.
+- ``gsm8k``: 150 GSM8K test golds (read from ``--data-dir``, the GSM8K/MATH-500 jsonl files as the
+  datasets publish them). Equivalent forms are derived from the integer itself (thousands commas,
+  ``\\$``, ``n.00``, ``\\frac{2n}{2}``, units); wrong ones are n+1, 10n, n-1; completion styles are
+  \\boxed, "#### n", "The answer is", "Final Answer: … I hope it is correct", bold, a bare last line,
+  think tags, end-of-turn markers; truncations and hedges are labelled wrong.
 - ``math500``: every MATH-500 gold. Integers, fractions and decimals get exact re-expressions computed
   with :class:`fractions.Fraction`; other golds get spelling-only re-expressions (spaces, ``\\dfrac``,
   ``\\left``/``\\right``, math delimiters), and a wrong answer made by adding one to the first integer
@@ -15,17 +17,35 @@ Deterministic (no randomness beyond a fixed seed) from the reference data in ``.
 - ``adversarial``: empty, answerless, truncated, power towers, deep nesting, malformed LaTeX,
   prompt injection, and megabyte-long texts stored as a compact ``generator`` spec that
   :func:`materialize` expands at run time.
-- ``near_miss``: hedges in each completion style ("$3$ or $4$", "**3** or **4**", "42 or more"),
-  answers that differ from the gold only in characters a loose comparison drops (``528`` against
-  ``52_8``), small numbers that are not zero; and their counterparts that are right (a hedge whose
-  options are one value, "x = 3 or x = 4" for the solutions ``3, 4``, the same spelling). Appended
-  last, so that every earlier case keeps its id.
+- ``near_miss``: hedges in each completion style, answers that differ from the gold only in characters
+  a loose comparison drops, small numbers that are not zero; and their right counterparts.
 
-Run from the repository root: ``python tools/build_verifier_corpus.py``.
+Then (appended, so that every earlier case keeps its id):
+
+- ``tests/data/verifier_sources.jsonl``: labelled pairs from outside this project, in its categories
+  (``relation``, ``collection``, ``matrix``, ``notation``, ``gold_format``, ``marker``, ``no_marker``,
+  ``model_style``, ``solution_text``, …): Math-Verify's test suite and issue tracker, Qwen2.5-Math's
+  grader tests, lm-evaluation-harness, X-R1, torchtitan and NeMo-Gym reports. Each ``source`` names
+  the file or thread; pairs whose published label is a tool's design choice rather than the
+  mathematics (a precision setting, a decimal comma, which side may be an inequality) are relabelled
+  by value and say so.
+- ``model_style``: 32 problems of every answer type, each answered in the styles real models write
+  (Qwen2.5-Math, Qwen chat with ``<|im_end|>`` and a following turn, Llama 3, DeepSeek-R1
+  ``<think>``, R1-Zero ``<answer>`` tags, Minerva "Final Answer", MetaMath "The answer is:", GSM8K
+  ``####``, Phi/Gemma/Mistral/DeepSeek end tokens, "Answer $x$", a bold answer, an unmarked final
+  statement, display math), right and wrong; plus per problem a hedge, a correct mention followed by a
+  different final answer, a truncated box, and a wrong answer followed by a later turn with the right one.
+- ``gold_format``, ``relation``, ``collection``, ``matrix``, ``marker``, ``no_marker``: hand-written
+  pairs for golds as datasets store them, relations and intervals, solution sets, matrices, answer
+  markers and unmarked answers (the styles issue #12 lists), each right and wrong.
+
+Run from the repository root: ``python tools/build_verifier_corpus.py --data-dir DIR`` where ``DIR``
+holds ``gsm8k_test.jsonl`` and ``math500_test.jsonl``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import re
@@ -34,8 +54,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "tests" / "data" / "verifier_corpus.jsonl"
+SOURCES = ROOT / "tests" / "data" / "verifier_sources.jsonl"
+OURS = "lightning_grpo (hand-written)"
 
 
 def materialize(case: dict[str, Any]) -> str:
@@ -75,8 +96,8 @@ def _styles(reasoning: str, answer: str) -> dict[str, str]:
     }
 
 
-def _gsm8k_cases(rng: random.Random) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in (DATA / "gsm8k_test.jsonl").read_text().splitlines()][:150]
+def _gsm8k_cases(rng: random.Random, data: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (data / "gsm8k_test.jsonl").read_text().splitlines()][:150]
     cases = []
     for index, row in enumerate(rows):
         gold = row["answer"].split("####")[-1].strip().replace(",", "")
@@ -170,8 +191,8 @@ def _respell(gold: str) -> list[str]:
     return sorted(v for v in variants if v != gold) or [gold]
 
 
-def _math500_cases(rng: random.Random) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in (DATA / "math500_test.jsonl").read_text().splitlines()]
+def _math500_cases(rng: random.Random, data: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (data / "math500_test.jsonl").read_text().splitlines()]
     cases = []
     styles = ["boxed", "final_answer", "answer_is", "bold", "think", "eot"]
     for index, row in enumerate(rows):
@@ -303,34 +324,294 @@ _NEAR_MISS = [
 ]
 
 
-def _case(category: str, completion: str, gold: str, equivalent: bool, truncated: bool = False) -> dict[str, Any]:
+# ---------------------------------------------------------------------------------------------
+# Completions in the styles real chat and reasoning models write, over 32 problems of every answer
+# type: (reasoning, gold as a dataset stores it, right answers, wrong answers, what the answer is)
+
+_PROBLEMS: list[tuple[str, str, list[str], list[str], str]] = [
+    ("There are $3 \\times 12 = 36$ eggs and $7$ are used, leaving $36 - 7 = 29$.", "29", ["29", "29.0"], ["28", "36"], "number of eggs left"),
+    ("Four tickets cost $4 \\times 12.50 = 50$ dollars.", "50", ["\\$50.00", "50"], ["\\$45", "12.50"], "total cost"),
+    ("Six of the $36$ outcomes have a sum of $7$, so the probability is $\\frac{6}{36}$.", "\\frac{1}{6}", ["\\frac{6}{36}", "\\dfrac{1}{6}", "1/6"], ["\\frac{1}{5}", "\\frac{6}{30}"], "probability"),
+    ("Three of the four quarters are shaded.", "0.75", ["\\frac34", "\\frac{3}{4}"], ["0.7", "\\frac{4}{3}"], "shaded fraction"),
+    ("The distance is $\\sqrt{2^2 + 4^2} = \\sqrt{20}$.", "2\\sqrt{5}", ["\\sqrt{20}", "2 \\sqrt 5"], ["\\sqrt{10}", "4\\sqrt{5}"], "distance"),
+    ("The area of the sector is $\\frac{1}{2} r^2 \\theta = \\frac{1}{2} \\cdot 9 \\cdot \\frac{\\pi}{2}$.", "\\frac{9\\pi}{4}", ["\\frac94\\pi", "\\frac{9}{4}\\pi"], ["\\frac{9}{4}", "\\frac{9\\pi}{2}"], "area"),
+    ("The quadratic $x^2 - 5x - 14 \\le 0$ factors as $(x-7)(x+2) \\le 0$.", "[-2, 7]", ["-2 \\le x \\le 7", "x \\in [-2,7]"], ["(-2, 7)", "[-7, 2]"], "solution set"),
+    ("Dividing $2x > 6$ by $2$ keeps the direction of the inequality.", "(3, \\infty)", ["x > 3", "3 < x"], ["x \\ge 3", "x < 3"], "solution"),
+    ("Substituting $y = 2x - 7$ into $x + y = 2$ gives $3x = 9$.", "(3, -1)", ["\\left(3, -1\\right)", "(3,-1)"], ["(-1, 3)", "(3, 1)"], "ordered pair $(x, y)$"),
+    ("The quadratic $x^2 + 3x - 10$ factors as $(x-2)(x+5)$.", "2, -5", ["-5, 2", "x = 2, x = -5"], ["2", "-2, 5"], "roots"),
+    ("The quadratic formula gives $x = \\frac{2 \\pm \\sqrt{12}}{2}$.", "1 \\pm \\sqrt{3}", ["1+\\sqrt3, 1-\\sqrt3", "1 \\pm \\sqrt 3"], ["1 + \\sqrt3", "2 \\pm \\sqrt{3}"], "roots"),
+    ("Multiplying row by column entry by entry gives the product.", "\\begin{pmatrix} 2 & 1 \\\\ 0 & 3 \\end{pmatrix}", ["\\begin{bmatrix} 2 & 1 \\\\ 0 & 3 \\end{bmatrix}", "\\left[\\begin{array}{cc} 2 & 1 \\\\ 0 & 3 \\end{array}\\right]"], ["\\begin{pmatrix} 2 & 0 \\\\ 1 & 3 \\end{pmatrix}", "\\begin{pmatrix} 2 & 1 \\\\ 0 & -3 \\end{pmatrix}"], "product"),
+    ("The projection is the vector scaled by $\\frac{5}{5} = 1$.", "\\begin{pmatrix} 1 \\\\ -2 \\end{pmatrix}", ["(1, -2)", "\\begin{bmatrix} 1 \\\\ -2 \\end{bmatrix}"], ["\\begin{pmatrix} -2 \\\\ 1 \\end{pmatrix}", "(1, 2)"], "projection"),
+    ("An equilateral triangle has equal angles summing to $180^\\circ$.", "60^\\circ", ["60", "60^{\\circ}"], ["30^\\circ", "120"], "angle"),
+    ("One of the four equal parts is a quarter of the whole.", "25\\%", ["25", "25\\%"], ["20\\%", "40"], "percentage"),
+    ("Evelyn covers the most distance in the least time.", "\\text{Evelyn}", ["Evelyn", "\\text{Evelyn}"], ["\\text{Carla}", "Briana"], "fastest runner"),
+    ("Only choice (C) satisfies both conditions.", "\\text{(C)}", ["C", "(C)"], ["(D)", "\\text{(B)}"], "choice"),
+    ("Long division in base 5 gives the quotient digit by digit.", "204_5", ["204_{5}", "204_5"], ["214_5", "204_6"], "quotient"),
+    ("Expanding $(x+2)(x+5)$ term by term.", "x^2 + 7x + 10", ["(x+2)(x+5)", "x^2+7x+10"], ["(x+2)(x+4)", "x^2 + 7x + 12"], "product"),
+    ("The line through $(0, 3)$ with slope $2$.", "y = 2x + 3", ["2x - y + 3 = 0", "y=3+2x"], ["y = 2x - 3", "y = 3x + 2"], "equation of the line"),
+    ("A million is a thousand thousands.", "1{,}000{,}000", ["1000000", "10^6"], ["100000", "10^7"], "count"),
+    ("The slope is $\\frac{-3}{2}$.", "-\\frac{3}{2}", ["-1.5", "\\frac{-3}{2}"], ["\\frac32", "-\\frac{2}{3}"], "slope"),
+    ("Multiplying out $(2 - i)^2 = 4 - 4i + i^2$.", "3 - 4i", ["-4i + 3", "3-4i"], ["3 + 4i", "5 - 4i"], "square"),
+    ("Changing the base of the logarithm.", "\\frac{\\ln 10}{\\ln 2}", ["\\log_2 10", "\\frac{\\log 10}{\\log 2}"], ["\\log_{10} 2", "\\frac{\\ln 2}{\\ln 10}"], "value"),
+    ("The rational function is positive outside its roots $-1$ and $2$.", "(-\\infty, -1) \\cup (2, \\infty)", ["(2,\\infty)\\cup(-\\infty,-1)", "(-\\infty,-1)\\cup(2,\\infty)"], ["(-1, 2)", "(-\\infty, -1] \\cup [2, \\infty)"], "solution set"),
+    ("Setting the two slopes equal gives $3k = 1$.", "\\frac{1}{3}", ["k = \\frac13", "k=1/3"], ["k = 3", "\\frac{1}{2}"], "value of $k$"),
+    ("The areas are in the ratio of the squares of the sides.", "7:32", ["7:32"], ["32:7", "7:23"], "ratio"),
+    ("Swapping $x$ and $y$ keeps the system the same.", "(1, 2), (2, 1)", ["(2, 1), (1, 2)", "(1,2),(2,1)"], ["(1, 2)", "(1, 2), (2, 1), (2, 2)"], "solutions"),
+    ("The odd divisors of $3$ are the members.", "\\{1, 3\\}", ["\\{3, 1\\}", "\\{1,3\\}"], ["\\{1, 3, 5\\}", "\\{3\\}"], "set"),
+    ("Doubling ten times.", "2^{10}", ["1024", "1{,}024"], ["2^{11}", "1000"], "value"),
+    ("Half of base times height is $\\frac{1}{2} \\cdot 10 \\cdot 3$.", "15\\mbox{ cm}^2", ["15", "15 \\text{ cm}^2"], ["16 \\text{ cm}^2", "30"], "area"),
+    ("Adding the remaining numbers.", "12{,}000{,}023", ["12,000,023", "12000023"], ["12,000,032", "12,000,003"], "sum"),
+]
+_PLAIN_NUMBER = re.compile(r"^-?[\d,.]+$")
+
+
+def _model_styles(reasoning: str, answer: str, what: str) -> dict[str, str]:
+    """One answer written as real models write it (the answer is LaTeX without delimiters)."""
+    styles = {
+        "qwen_math": f"{reasoning}\n\nTherefore, the final answer is $\\boxed{{{answer}}}$.",
+        "qwen_chat": f"{reasoning}\n\nThe {what} is $\\boxed{{{answer}}}$.<|im_end|>\n<|im_start|>user\nNext question: what is 2+3? The answer is $\\boxed{{5}}$.",
+        "llama3": f"## Step 1: Set up\n{reasoning}\n\n## Step 2: Conclude\nThe final answer is: $\\boxed{{{answer}}}$<|eot_id|>",
+        "deepseek_r1": f"<think>\nOkay, let me see. {reasoning}\nWait, let me double-check that. Yes, it holds.\n</think>\n\n{reasoning}\n\n**Final Answer**\n\\[\n\\boxed{{{answer}}}\n\\]",
+        "r1_unboxed": f"<think>\n{reasoning}\n</think>\n\nThe answer is ${answer}$.",
+        "r1_zero_tags": f"<think> {reasoning} </think>\n<answer> {answer} </answer>",
+        "minerva": f"{reasoning}\nFinal Answer: The final answer is ${answer}$. I hope it is correct.",
+        "minerva_prose": f"{reasoning}\nFinal Answer: The {what} is ${answer}$.",
+        "metamath": f"{reasoning}\nThe answer is: ${answer}$",
+        "answer_no_colon": f"{reasoning}\n\nAnswer $ {answer} $",
+        "bold": f"{reasoning}\n\n**Answer: ${answer}$**",
+        "final_statement": f"{reasoning} So the {what} is ${answer}$.\n\nI hope this helps!",
+        "display": f"{reasoning}\n\nHence the {what} is\n\\[\n{answer}\n\\]",
+        "phi_gemma_end": f"{reasoning}\nThe {what} is $\\boxed{{{answer}}}$.<|end|><|user|>And 1+1? \\boxed{{2}}",
+        "mistral_end": f"[/INST] {reasoning} The {what} is \\( {answer} \\).</s>[INST] Thanks, now compute 9 - 4. [/INST] \\boxed{{5}}",
+        "deepseek_end": f"{reasoning}\n\nThus the {what} is $\\boxed{{{answer}}}$<｜end▁of▁sentence｜><｜User｜>next: \\boxed{{0}}",
+    }
+    if _PLAIN_NUMBER.match(answer):
+        styles["gsm8k"] = f"{reasoning}\n#### {answer}"
+    return styles
+
+
+def _model_style_cases() -> list[dict[str, Any]]:
+    source = "lightning_grpo (hand-written in the styles of Qwen2.5, Llama 3, DeepSeek-R1, Minerva, MetaMath)"
+    cases = []
+    for index, (reasoning, gold, right, wrong, what) in enumerate(_PROBLEMS):
+        for number, style in enumerate(_model_styles(reasoning, right[0], what)):
+            for answer, equivalent in ((right[number % len(right)], True), (wrong[number % len(wrong)], False)):
+                texts = _model_styles(reasoning, answer, what)
+                if style in texts and (equivalent or (index + number) % 2 == 0):
+                    cases.append(_case("model_style", texts[style], gold, equivalent, source=source))
+        bad, good = wrong[0], right[0]
+        cases += [
+            _case("model_style", f"{reasoning}\n\nThe {what} is $\\boxed{{{good}}}$ or $\\boxed{{{bad}}}$.", gold, False, source=source),
+            _case("model_style", f"{reasoning} At first the {what} looks like $\\boxed{{{good}}}$.\n\nChecking the last step again gives a different result, so the {what} is $\\boxed{{{bad}}}$.", gold, False, source=source),
+            _case("model_style", f"<think>\n{reasoning}\n</think>\n\nThe {what} is $\\boxed{{{good[: max(1, len(good) // 2)]}", gold, False, truncated=True, source=source),
+            _case("model_style", f"{reasoning}\n\nThe {what} is $\\boxed{{{bad}}}$.<|im_end|>\n<|im_start|>user\nAre you sure? The {what} is $\\boxed{{{good}}}$.", gold, False, source=source),
+        ]
+    return cases
+
+
+# Golds as datasets store them, against answers in a plain box: (stored gold, right, wrong)
+_GOLD_FORMATS = [
+    ("$29$", "29", "92"), ("\\(29\\)", "29", "28"), ("\\boxed{29}", "29", "30"), ("\\text{29}", "29", "2.9"),
+    ("1 000", "1000", "100"), ("1{,}000", "1000", "10000"), ("1,000", "1000", "1"), ("$1,000$", "1{,}000", "1.000"),
+    ("\\$1,000", "1000", "1001"), ("1000 \\text{ dollars}", "\\$1000", "\\$100"), (".4", "0.4", "4"), ("$.4$", "\\frac{2}{5}", "\\frac{1}{4}"),
+    ("10/9", "\\frac{10}{9}", "\\frac{9}{10}"), ("-10/9", "-\\frac{10}{9}", "\\frac{10}{9}"), ("$\\frac{10}{9}$", "10/9", "1.1"),
+    ("28\\%", "28", "27"), ("28\\%", "28\\%", "2.8\\%"), ("$28\\%$", "28 \\text{ percent}", "82 \\text{ percent}"),
+    ("28 percent", "28\\%", "28.5\\%"), ("28 pct", "28", "29"), ("0.28", "28\\%", "2.8\\%"),
+    ("15\\mbox{ cm}^2", "15", "15.5"), ("15 \\text{cm}^2", "15 \\text{ square centimeters}", "51 \\text{ cm}^2"),
+    ("$125$ miles", "125", "152"), ("125\\textnormal{ miles}", "125 \\text{ mi}", "12.5 \\text{ mi}"),
+    ("90^\\circ", "90", "180"), ("90^{\\circ}", "90^\\circ", "90^\\circ + 1"), ("\\$18.90", "18.9", "18.09"),
+    ("\\dfrac{\\sqrt{3}}{2}", "\\frac{\\sqrt3}{2}", "\\frac{\\sqrt2}{2}"), ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\frac{\\pi}{2})", "(3, \\pi)"),
+    ("\\text{(C)}", "C", "D"), ("\\textbf{(C) } 12", "12", "13"), ("x = 5", "5", "-5"), ("$x=5$", "x = 5", "x = 6"),
+    ("12{,}000{,}023", "12,\\!000,\\!023", "12,\\!000,\\!024"), ("14{,}916", "14 916", "14 961"), ("0.5", "\\frac{1}{2}", "0.05"),
+    ("\\frac12", "0.50", "0.5 + 0.01"), ("5\\sqrt{2}", "\\sqrt{50}", "\\sqrt{25}"), ("2^{10}", "1{,}024", "1{,}023"),
+]
+
+
+def _gold_format_cases() -> list[dict[str, Any]]:
+    cases = []
+    for gold, right, wrong in _GOLD_FORMATS:
+        cases.append(_case("gold_format", f"The result is $\\boxed{{{right}}}$.", gold, True, source=OURS))
+        cases.append(_case("gold_format", f"The result is $\\boxed{{{wrong}}}$.", gold, False, source=OURS))
+    return cases
+
+
+# Relations, intervals, inequalities and equations (answer, gold, equivalent)
+_RELATIONS = [
+    ("x \\le 5", "(-\\infty, 5]", True), ("x <= 5", "(-\\infty, 5]", True), ("x \\leq 5", "x \\le 5", True), ("5 \\geq x", "x \\le 5", True),
+    ("5 \\ge x", "x < 5", False), ("x < 5", "(-\\infty, 5]", False), ("x \\ge 5", "[5, \\infty)", True), ("x >= 5", "x \\geq 5", True),
+    ("x \\ne 3", "(-\\infty, 3) \\cup (3, \\infty)", True), ("x != 3", "x \\neq 3", True), ("x \\ne 3", "x \\ne 4", False),
+    ("x \\neq 3", "(-\\infty, 3]", False), ("-2 \\le x < 7", "[-2, 7)", True), ("-2 \\le x < 7", "[-2, 7]", False),
+    ("x \\in [-2, 7)", "-2 \\le x < 7", True), ("x \\in (-2, 7)", "-2 \\le x < 7", False), ("2x + 1 \\le 7", "x \\le 3", True),
+    ("-3x > 6", "x < -2", True), ("-3x > 6", "x > -2", False), ("x \\in (-\\infty, 2]", "x \\le 2", True),
+    ("\\pm 2", "\\{-2, 2\\}", True), ("\\pm 2", "2", False), ("x = \\pm 2", "-2, 2", True), ("x = \\pm 2", "-2, 2, 0", False),
+    ("1 \\le |x| \\le 3", "[-3, -1] \\cup [1, 3]", True), ("1 \\le |x| \\le 3", "[1, 3]", False), ("|x| < 2", "(-2, 2)", True),
+    ("|x| \\le 2", "(-2, 2)", False), ("|x| > 2", "(-\\infty, -2) \\cup (2, \\infty)", True), ("|x| > 2", "(2, \\infty)", False),
+    ("y = 2x + 3", "2x - y + 3 = 0", True), ("y = 2x + 3", "y = 3x + 2", False), ("x^2 + y^2 = 4", "2x^2 + 2y^2 = 8", True),
+    ("x^2 + y^2 = 4", "x^2 + y^2 = 2", False), ("k = \\frac13", "\\frac{1}{3}", True), ("k = \\frac13", "3", False),
+    ("x = 11", "11", True), ("x = 12", "11", False), ("x + y = 11", "11", False), ("11", "x = 11", True),
+    ("x = 5 + 5 + 1 = 11", "11", True), ("x = 2 + 2 = 5", "4", False), ("x \\approx 3.14", "3.14", True),
+    ("x = \\frac{1}{3} \\approx 0.33", "\\frac13", True), ("x = \\frac{1}{3} \\approx 0.33", "0.33", False),
+    ("0 < x < 12.5", "(0, 12.5)", True), ("0 < x < 12.5", "(0, 12.5]", False), ("m \\ge \\sqrt{2}", "[\\sqrt{2}, +\\infty)", True),
+    ("m \\ge \\sqrt{2}", "(\\sqrt{2}, +\\infty)", False), ("x > 2", "x > 2", True), ("x > 2", "x < 2", False),
+    ("t \\in [0, 1)", "[0, 1)", True), ("\\mathbb{R}", "(-\\infty, \\infty)", True), ("x \\in \\mathbb{R}", "(-\\infty, \\infty)", True),
+]
+
+# Solution sets, lists and several boxes (completion, gold, equivalent)
+_COLLECTIONS = [
+    ("So the roots are $\\boxed{2}$ and $\\boxed{-5}$.", "-5, 2", True), ("So the root is $\\boxed{2}$.", "-5, 2", False),
+    ("The roots are $\\boxed{2}$, $\\boxed{-5}$ and $\\boxed{3}$.", "-5, 2", False), ("$\\boxed{2}, \\boxed{-5}$", "2, -5", True),
+    ("The pairs are $\\boxed{(7, 11), (11, 7)}$.", "(11,7) or (7,11)", True), ("The pair is $\\boxed{(7, 11)}$.", "(11,7) or (7,11)", False),
+    ("The solutions are $x = 2$ or $x = -5$.", "2, -5", True), ("The solutions are $x = 2$ or $x = -5$.", "2", False),
+    ("$\\boxed{1, 2, 2}$", "1, 2", True), ("$\\boxed{1, 2, 3}$", "1, 2", False),
+    ("$\\boxed{a_{37} = 19, a_3 = 2}$", "a_3 = 2, a_{37} = 19", True), ("$\\boxed{a_{37} = 2, a_3 = 19}$", "a_3 = 2, a_{37} = 19", False),
+    ("$(x, y) = \\boxed{(5, 8)}$", "(5, 8)", True), ("$(x, y) = \\boxed{(8, 5)}$", "(5, 8)", False),
+    ("$\\boxed{p = 5, q = 2}$", "(5, 2)", True), ("$\\boxed{p = 5, q = 2}$", "(2, 5)", False),
+    ("$\\boxed{(5, 2)}$", "p = 5, q = 2", True), ("$\\boxed{\\{-10, -11, -12\\}}$", "-12;-11;-10", True),
+    ("$\\boxed{\\{-10, -11\\}}$", "-12;-11;-10", False), ("$\\boxed{(0,-2,0),(0,0,0)}$", "(0;0;0),(0;-2;0)", True),
+    ("$\\boxed{(0,2,0),(0,0,0)}$", "(0;0;0),(0;-2;0)", False), ("$\\boxed{3}$ or $\\boxed{4}$", "3", False),
+    ("$\\boxed{3}$ and $\\boxed{4}$", "3", False), ("$\\boxed{3}$ and $\\boxed{4}$", "3, 4", True),
+    ("First I got $\\boxed{3}$. Checking the arithmetic again, the correct value is $\\boxed{4}$.", "4", True),
+    ("First I got $\\boxed{3}$. Checking the arithmetic again, the correct value is $\\boxed{4}$.", "3", False),
+    ("$y_1 = \\boxed{-2(x-1)^2 + 5}$ and $y_2 = \\boxed{3(x+2)^2 - 2}$", "y_1 = -2x^2 + 4x + 3, y_2 = 3x^2 + 12x + 10", True),
+    ("$y_1 = \\boxed{-2(x-1)^2 + 5}$ and $y_2 = \\boxed{3(x+2)^2 + 2}$", "y_1 = -2x^2 + 4x + 3, y_2 = 3x^2 + 12x + 10", False),
+    ("$\\boxed{6 \\text{ and } 8}$", "6, 8", True), ("$\\boxed{6 \\text{ and } 8}$", "6, 9", False),
+    ("The values are $\\boxed{19, 46, \\text{ and } 82}$.", "19, 46, 82", True), ("The values are $\\boxed{21, 36, \\text{ and } 82}$.", "19, 46, 82", False),
+    ("$\\boxed{\\{1 \\pm \\sqrt{5}, -2\\}}$", "-2, 1 + \\sqrt5, 1 - \\sqrt5", True), ("$\\boxed{\\{1 + \\sqrt{5}, -2\\}}$", "-2, 1 + \\sqrt5, 1 - \\sqrt5", False),
+    ("$\\boxed{1}$ and $\\boxed{2}$ and $\\boxed{3}$", "$1$ and $2$ and $3$", True), ("$\\boxed{1}$ and $\\boxed{3}$", "$1$ and $2$ and $3$", False),
+    ("$\\boxed{21, 16, 11}$", "$21,16$ or $11$", True), ("$\\boxed{21, 16}$", "$21,16$ or $11$", False),
+    ("$\\boxed{(3, 3)}$ for part (a) and $\\boxed{(1, 1)}$", "(3, 3), (1, 1)", True), ("$\\boxed{(1, 1)}$", "(3, 3), (1, 1)", False),
+]
+
+_MATRICES = [
+    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{bmatrix} 1 & 2 \\\\ 3 & 4 \\end{bmatrix}", True),
+    ("\\left[\\begin{array}{cc} 1 & 2 \\\\ 3 & 4 \\end{array}\\right]", "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", True),
+    ("\\begin{pmatrix} 1 & 3 \\\\ 2 & 4 \\end{pmatrix}", "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", False),
+    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix} + \\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix}", "\\begin{pmatrix} 2 & 2 \\\\ 3 & 5 \\end{pmatrix}", True),
+    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix} - \\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix}", "\\begin{pmatrix} 2 & 2 \\\\ 3 & 5 \\end{pmatrix}", False),
+    ("2\\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix}", "\\begin{pmatrix} 2 & 0 \\\\ 0 & 2 \\end{pmatrix}", True),
+    ("\\begin{pmatrix} 1 & 1 \\\\ 0 & 1 \\end{pmatrix} \\begin{pmatrix} 1 & 0 \\\\ 1 & 1 \\end{pmatrix}", "\\begin{pmatrix} 2 & 1 \\\\ 1 & 1 \\end{pmatrix}", True),
+    ("\\begin{pmatrix} 1 & 0 \\\\ 1 & 1 \\end{pmatrix} \\begin{pmatrix} 1 & 1 \\\\ 0 & 1 \\end{pmatrix}", "\\begin{pmatrix} 2 & 1 \\\\ 1 & 1 \\end{pmatrix}", False),
+    ("\\begin{pmatrix} 3 \\\\ -1 \\end{pmatrix}", "(3, -1)", True), ("\\begin{pmatrix} 3 \\\\ -1 \\end{pmatrix}", "(-1, 3)", False),
+    ("\\begin{pmatrix} \\frac{1}{2} & 0 \\\\ 0 & 0.5 \\end{pmatrix}", "\\begin{pmatrix} 0.5 & 0 \\\\ 0 & \\frac12 \\end{pmatrix}", True),
+    ("\\begin{pmatrix} 1 & 2 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", False),
+    ("\\begin{pmatrix} 1 & 2 & 3 \\\\ 4 & 5 & 6 \\end{pmatrix}", "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\\\ 5 & 6 \\end{pmatrix}", False),
+    ("(\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix})", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", True),
+    ("\\begin{bmatrix} x & 1 \\\\ 0 & x \\end{bmatrix}", "\\begin{pmatrix} x & 1 \\\\ 0 & x \\end{pmatrix}", True),
+    ("\\begin{bmatrix} x & 1 \\\\ 0 & y \\end{bmatrix}", "\\begin{pmatrix} x & 1 \\\\ 0 & x \\end{pmatrix}", False),
+]
+
+# Answer markers (completion, gold, equivalent)
+_MARKERS = [
+    ("Answer $9$", "9", True), ("Answer \\( 9 \\)", "9", True), ("Answer \\[ 9 \\]", "9", True), ("Answer $$ 9 $$", "9", True),
+    ("Answer $8$", "9", False), ("**Final Answer**\n\\[\n9\n\\]", "9", True), ("**Final Answer**\n\\[\n8\n\\]", "9", False),
+    ("Final Answer: The final answer is $10,455$. I hope it is correct.", "10455", True),
+    ("Final Answer: The final answer is $10,545$. I hope it is correct.", "10455", False),
+    ("Final Answer: The largest $n$ is 34.", "34", True), ("Final Answer: The largest $n$ is 43.", "34", False),
+    ("Final Answer: Jane started growing Sphere 3 hours ago.", "3", True), ("Final Answer: Jane started 8 hours ago.", "3", False),
+    ("<answer>34</answer>", "34", True), ("<answer>\\boxed{34}</answer>", "34", True), ("<answer>35</answer>", "34", False),
+    ("The answer is $\\boxed{5}$. The answer is correct because $2 + 3 = 5$.", "5", True),
+    ("The answer is \\boxed{5}. Let me double check: yes, the answer is correct.", "5", True),
+    ("**Answer:** 4.", "4", True), ("**Answer:** 14.", "4", False), ("✅ Final Answer: **73**", "73", True), ("✅ Final Answer: **37**", "73", False),
+    ("The answer is 5.<|im_start|>user\nThe answer is 6.", "5", True), ("The answer is 6.<|im_start|>user\nThe answer is 5.", "5", False),
+    ("The answer is 5.<|endoftext|>The answer is 6.", "5", True), ("The answer is $\\boxed{5}$</s>\\boxed{6}", "5", True),
+    ("#### 1,234", "1234", True), ("#### 1,243", "1234", False), ("\\\\boxed{42}", "42", True), ("\\\\boxed{24}", "42", False),
+]
+
+# Completions without an answer marker (completion, gold, equivalent, truncated)
+_NO_MARKER = [
+    ("Subtracting, we get $3x = 21$, so $x = 7$.", "7", True, False), ("Subtracting, we get $3x = 21$, so $x = 8$.", "7", False, False),
+    ("Subtracting gives $3x = 21$, so $x = 7$. I hope this helps!", "7", True, False),
+    ("Subtracting gives $3x = 21$, so $x = 7$. Then we add 3 to both sides", "7", False, False),
+    ("Subtracting gives $3x = 21$, so $x = 7$.", "7", False, True),
+    ("Therefore, the probability that Alice wins the game is 2/3.", "\\frac23", True, False),
+    ("Therefore, the probability that Alice wins the game is 3/4.", "\\frac23", False, False),
+    ("Therefore, there are 12 distinct arithmetic sequences that meet the three given conditions.", "12", True, False),
+    ("Therefore, there are 13 distinct arithmetic sequences that meet the three given conditions.", "12", False, False),
+    ("So, the ordered pair $(x, y)$ that solves the system is $(7, 6)$.", "(7,6)", True, False),
+    ("So, the ordered pair $(x, y)$ that solves the system is $(6, 7)$.", "(7,6)", False, False),
+    ("The answer could be $3$ or $4$.", "3", False, False), ("We find $x = 5$ or $x = 6$.", "5", False, False),
+    ("The total is 42 or 43.", "42", False, False), ("Hence the area is\n\\[\n15\n\\]", "15", True, False),
+    ("Hence the area is\n\\[\n15\n\\]", "15", False, True), ("Hence the area is\n\\[\n16\n\\]", "15", False, False),
+    ("The roots of $P(x)$ are $-2$ and $1$.", "-2, 1", True, False), ("The roots of $P(x)$ are $-2$ and $1$.", "1", False, False),
+    ("-\\frac{10}{9}", "-10/9", True, False), ("\\frac{10}{9}", "-10/9", False, False), ("x = 5", "5", True, False),
+    ("28 percent", "28\\%", True, False), ("7,425,000", "7425000", True, False), ("7,425,001", "7425000", False, False),
+    ("so the number is 10 which is 1,000.99m²", "1000.99", True, False), ("so the number is 1,000.99 which is 10", "1000.99", False, False),
+    ("We multiply by 12", "12", False, False), ("Is the answer $x = 7$? Let me check.", "7", False, False),
+]
+
+
+def _pair_cases(category: str, table: list[tuple[Any, ...]], template: str = "{}") -> list[dict[str, Any]]:
+    cases = []
+    for row in table:
+        completion, gold, equivalent = row[:3]
+        truncated = bool(row[3]) if len(row) > 3 else False
+        cases.append(_case(category, template.format(completion), gold, equivalent, truncated, source=OURS))
+    return cases
+
+
+def _source_cases(path: Path = SOURCES) -> list[dict[str, Any]]:
+    """The labelled pairs from outside this project (see the module docstring)."""
+    cases = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        missing = {"category", "completion", "gold", "equivalent", "source"} - set(row)
+        if missing:
+            raise ValueError(f"{path}:{number}: missing {sorted(missing)}")
+        cases.append(_case(row["category"], row["completion"], row["gold"], bool(row["equivalent"]), bool(row.get("truncated")), source=row["source"]))
+    return cases
+
+
+_DEFAULT_SOURCES = {
+    "gsm8k": "lightning_grpo (GSM8K test golds, generated answers)",
+    "math500": "lightning_grpo (MATH-500 golds, generated answers)",
+}
+
+
+def _case(
+    category: str, completion: str, gold: str, equivalent: bool, truncated: bool = False, source: str | None = None
+) -> dict[str, Any]:
     case: dict[str, Any] = {"category": category, "completion": completion, "gold": gold, "equivalent": equivalent}
+    case["source"] = source or _DEFAULT_SOURCES.get(category, OURS)
     if truncated:
         case["truncated"] = True
     return case
 
 
-def build() -> list[dict[str, Any]]:
+def build(data: Path) -> list[dict[str, Any]]:
     """Every case, in a fixed order, each with a stable ``id``."""
     rng = random.Random(0)
-    cases = _gsm8k_cases(rng) + _math500_cases(rng)
+    cases = _gsm8k_cases(rng, data) + _math500_cases(rng, data)
     for category, table in (("symbolic", _SYMBOLIC), ("unicode", _UNICODE), ("structure", _STRUCTURE)):
         cases += [_case(category, f"The final answer is $\\boxed{{{a}}}$.", g, e) for a, g, e in table]
     cases += [_case("extraction", c, g, e) for c, g, e in _EXTRACTION]
     for completion, gold, equivalent in _ADVERSARIAL:
         if isinstance(completion, dict):
-            case = {"category": "adversarial", "generator": completion, "gold": gold, "equivalent": equivalent}
+            case = {"category": "adversarial", "generator": completion, "gold": gold, "equivalent": equivalent, "source": OURS}
             cases.append(case)
         else:
             cases.append(_case("adversarial", completion, gold, equivalent))
     cases += [_case("near_miss", c, g, e) for c, g, e in _NEAR_MISS]
+    cases += _source_cases()
+    cases += _model_style_cases() + _gold_format_cases()
+    cases += _pair_cases("relation", _RELATIONS, "The solution is $\\boxed{{{}}}$.")
+    cases += _pair_cases("collection", _COLLECTIONS)
+    cases += _pair_cases("matrix", _MATRICES, "Therefore the matrix is $\\boxed{{{}}}$.")
+    cases += _pair_cases("marker", _MARKERS) + _pair_cases("no_marker", _NO_MARKER)
     for index, case in enumerate(cases):
         case["id"] = f"{case['category']}-{index:04d}"
     return cases
 
 
 def main() -> None:
-    cases = build()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True, help="folder with gsm8k_test.jsonl and math500_test.jsonl")
+    args = parser.parse_args()
+    for name in ("gsm8k_test.jsonl", "math500_test.jsonl"):
+        if not (args.data_dir / name).is_file():
+            raise SystemExit(f"--data-dir {args.data_dir} has no {name}")
+    cases = build(args.data_dir)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("".join(json.dumps(case, ensure_ascii=False) + "\n" for case in cases))
     counts: dict[str, int] = {}

@@ -288,12 +288,13 @@ def run_metrics(scalars: dict[str, list[tuple[int, float]]], completions_per_rol
 
     accuracy_tag = "sampling/first_round_accuracy" if "sampling/first_round_accuracy" in scalars else "train/accuracy"
     accuracy = values(accuracy_tag)
-    extra_rounds = values("sampling/extra_rounds") or [0.0] * len(accuracy)
-    completions = [completions_per_rollout * (1.0 + r) for r in extra_rounds]  # sampled per rollout
     lengths = values("completions/length_mean")
-    # Tokens sampled: the trained batch's mean length times everything sampled (for dynamic sampling the
-    # dropped groups' lengths are not logged; their mean is taken to be the kept groups').
-    tokens = [c * l for c, l in zip(completions, lengths)]
+    if "sampling/completions" in scalars:  # logged per rollout, every sampling round included
+        completions, tokens = values("sampling/completions"), values("sampling/tokens")
+    else:  # older runs: the trained batch's mean length stands for the dropped groups'
+        extra_rounds = values("sampling/extra_rounds") or [0.0] * len(accuracy)
+        completions = [completions_per_rollout * (1.0 + r) for r in extra_rounds]
+        tokens = [c * l for c, l in zip(completions, lengths)]
     out: dict[str, Any] = {
         "rollouts": len(accuracy),
         "accuracy_last20": last_fraction_mean(accuracy),

@@ -1,1 +1,1 @@
-"""The demo: its tasks beyond the core (the Countdown game) and what builds its tiny model."""
+"""The demo: a tiny offline Qwen3 model and the supervised warm start that makes it a useful policy."""

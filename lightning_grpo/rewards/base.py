@@ -50,6 +50,9 @@ class RewardFunction:
     def score_one(self, prompt: str, completion: str, gold: str, metadata: dict[str, Any]) -> float:
         raise NotImplementedError(f"{type(self).__name__} implements neither score nor score_one")
 
+    def setup(self) -> None:
+        """Prepare expensive state (e.g. worker processes) before the first batch; a no-op by default."""
+
     def counters(self) -> dict[str, float]:
         """Counters to log (e.g. verifier timeouts); reset by the caller's reading them."""
         return {}

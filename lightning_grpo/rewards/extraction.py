@@ -1,17 +1,27 @@
 """Finding the final answer in a model completion.
 
-Rules, in order of precedence (see :func:`extract_answer`):
+Two modes (see :func:`extract_answer`); both first cut the text at the first end-of-turn or chat
+special token (``<|im_end|>``, ``<|im_start|>``, ``<|endoftext|>``, ``<|eot_id|>``, ``</s>``, …):
+what follows it is another turn, not this answer.
 
-1. Text after the first end-of-turn marker (``<|im_end|>``, ``<|endoftext|>``, ``<|eot_id|>``,
-   ``</s>``) is ignored.
-2. When ``</think>`` closes the reasoning, the text after it is searched first; the reasoning is
+``lenient`` (the default) reads answers the way chat and reasoning models write them:
+
+1. When ``</think>`` closes the reasoning, the text after it is searched first; the reasoning is
    searched only for an explicit ``\\boxed{}``. An unclosed ``<think>`` means the reasoning was cut
-   off, so only explicit answer markers count.
-3. Within a region: the last ``\\boxed{}``/``\\fbox{}`` (nested braces), then whichever of "(the
-   final) answer is …", "Answer: …" and ``#### …`` comes last, then a markdown-bold last line, and,
-   last of all, a bare number, only where the completion clearly ends with it (the last line is
-   just the number, or a concluding sentence "So/Thus/Therefore … 42." ending with a period) and
-   the completion was not truncated.
+   off, so only explicit markers count.
+2. Explicit markers, whichever comes last in the text: ``\\boxed{}``/``\\fbox{}`` (boxes joined only
+   by "and", commas or spacing form one list: ``\\boxed{1}, \\boxed{2}``), "(the final) answer is …",
+   "Answer: …", ``Answer $9$`` / ``**Final Answer** \\[9\\]`` (the word then math), Minerva's
+   "Final Answer: The largest $n$ is 34" (the value after its last "is"/"="), ``<answer>…</answer>``,
+   ``#### …``, and a markdown-bold last line. A marker whose content is no answer ("the answer is
+   correct") is skipped.
+3. Only when there is no marker and the completion was not truncated: the math of the final
+   statement (``… so $x = 7$.``; trailing courtesy text without digits is ignored), else a number
+   that the final sentence states ("Therefore, the probability is 2/3.", "So Tom has 12 apples.",
+   a last line that is only the number).
+
+``strict`` accepts only ``\\boxed{}``, ``####`` and "the answer is" (for runs that reward the format
+separately and want no credit for anything else).
 
 A hedge between different answers ("3 or 4", ``$3$ or $4$``, ``\\boxed{3}`` or ``\\boxed{4}``,
 ``**3** or **4**``) is no answer. :func:`extract_candidates` returns a hedge's options instead, so
@@ -22,31 +32,58 @@ Every search is linear in the text (bounded look-back), so megabyte-long complet
 from __future__ import annotations
 
 import re
+from typing import Literal
 
-END_OF_TURN = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "</s>", "<|end_of_text|>", "<end_of_turn>")
+Mode = Literal["lenient", "strict"]
+MODES = ("lenient", "strict")
+
+END_OF_TURN = (
+    "<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|eot_id|>", "<|start_header_id|>", "</s>", "<|end_of_text|>",
+    "<end_of_turn>", "<start_of_turn>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>",
+    "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "[INST]", "<|eom_id|>",
+)
 MAX_ANSWER_CHARS = 2000
 _BOX_SCAN_CHARS = 4000
 _MAX_BOXES_TRIED = 20
 _TAIL_CHARS = 20000
 
-_BOX = re.compile(r"\\(?:boxed|fbox)\s*")
+_BOX = re.compile(r"\\{1,2}(?:boxed|fbox)\s*")
 _HASHES = re.compile(r"####\s*")
-_ANSWER = re.compile(r"answer\s*(?:is|:|=)\s*:?|\banswer\s+(?:would\s+be|should\s+be|will\s+be)\s*:?", re.I)
-_INLINE_MATH = re.compile(r"(?:\$\$?|\\\(|\\\[)(?:\\\$|[^$])*?(?:\$\$?|\\\)|\\\])", re.S)
-_HOPE = re.compile(r"\.?\s*I\s+hope\s+it\s+is\s+correct.*$", re.I | re.S)
+_ANSWER_IS = re.compile(r"answer\s*(?:is\b|=)\s*:?|\banswer\s+(?:would|should|will)\s+be\s*:?", re.I)
+_ANSWER_COLON = re.compile(r"\banswer\s*\**\s*:\s*", re.I)
+_ANSWER_THEN_MATH = re.compile(
+    r"(?:^|\n|[.!?]\s+|\*\*)\s*(?:\**\s*(?:final\s+)?answer)\s*\**\s*(?=\$|\\\(|\\\[)", re.I
+)
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
+_INLINE_MATH = re.compile(r"\$\$(?:\\\$|[^$])*?\$\$|\$(?:\\\$|[^$])*?\$|\\\((?:.*?)\\\)|\\\[(?:.*?)\\\]", re.S)
+_HOPE = re.compile(r"\.?\s*I\s+hope\s+(?:it|this|that)\s+is\s+correct.*$", re.I | re.S)
 _SENTENCE_END = re.compile(r"\.\s+(?=[A-Z(])|\.\s*$|\n")
 _BOLD = re.compile(r"\*\*([^*\n]{1,80})\*\*")
-_NUMBER = r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
-_BARE_LAST_LINE = re.compile(r"^\s*(?:[=:]\s*)?\\?\$?\s*(" + _NUMBER + r")\s*\\?\$?\s*\.?\s*$")
+_NUMBER = r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*(?:\\?%|percent\b))?"
+_BARE_LAST_LINE = re.compile(r"^\s*(?:[=:]\s*)?\\?\$?\s*(" + _NUMBER + r"|[+-]?\d{1,3}(?: \d{3})+)\s*\\?\$?\s*\.?\s*$")
 _CONCLUSION = re.compile(
-    r"(?:^|[.!?\n]\s*)(?:so|thus|therefore|hence|in\s+total|altogether|in\s+all|finally)\b[^.\n]*?"
+    r"(?:^|(?:[.!?\n$]|\\\])\s*)(?:so|thus|therefore|hence|in\s+total|altogether|in\s+all|finally)\b[^.\n]*?"
     r"[\s=$]\\?\$?(" + _NUMBER + r")\s*(?:[a-zA-Z][a-zA-Z ]{0,30})?\.\s*$",
     re.I,
 )
-_HEDGE = re.compile(r"\s+(?:or|and/or)\s+")
+# "... is 2/3.", "... there are 12 sequences ...", "which is 1,000.99€": a number stated by a copula
+_STATED = re.compile(
+    r"(?:\bis|\bare|\bequals|=|'s|\bwas|\bwere|\bbe)\s+(?:about\s+|approximately\s+)?\\?\$?\s*(" + _NUMBER + r")(?![\d,.]\d)"
+)
+_HEDGE = re.compile(r"\s+(?:or|and/or)\s+|(?<=[\d)\]}])or(?=[A-Za-z(\[\\])")
 _TEXT_OR = re.compile(r"\\(?:text|mbox|textrm)\s*\{\s*(or|and/or)\s*\}")
 _OR_NEXT = re.compile(r"\s*,?\s*(?:or|and/or)\s+(\$[^$]{1,200}\$|[^\s.,;$]{1,200})")
 _OR_BETWEEN = re.compile(r"^\s*,?\s*(?:or|and/or)\s*$")
+# What may stand between boxes that list one answer's parts: spacing, commas, "and", a few words
+_JOIN_NOISE = re.compile(r"\\q?quad|\\[,;:! ]|\$|\\\(|\\\)|\\\[|\\\]|&|\\\\|\\text\s*\{([^{}]*)\}|\\mbox\s*\{([^{}]*)\}")
+# Marker contents that are no answer: "the answer is correct", "the answer is as follows"
+_NOT_AN_ANSWER = re.compile(
+    r"^(?:the\s+)?(?:correct|incorrect|wrong|right|below|above|as\s+follows|follows|clear|obvious|same|"
+    r"simple|straightforward|given|unclear|unknown|not\b|this\b|that\b|in\b|to\b|we\b|option\b|"
+    r"(?:final\s+)?answers?\b|solution\b|step\b)",
+    re.I,
+)
+_COURTESY = re.compile(r"[\d$\\]")
 
 
 class _Hedged(Exception):
@@ -57,57 +94,118 @@ class _Hedged(Exception):
         self.options = tuple(options)
 
 
-def extract_answer(completion: str, *, truncated: bool = False) -> str | None:
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"extraction mode must be one of {MODES}, got {mode!r}")
+
+
+def extract_answer(completion: str, *, truncated: bool = False, mode: Mode = "lenient") -> str | None:
     """The final answer in ``completion`` as written (un-normalised), or None when there is none.
 
-    ``truncated`` (no end-of-sequence token within the budget) disables the bare-number fallback.
+    ``truncated`` (no end-of-sequence token within the budget) disables the unmarked fallbacks.
     A hedge between different spellings ("3 or 4", "\\frac12 or 0.5") is None.
     """
+    _check_mode(mode)
     try:
-        return _extract(completion, truncated)
+        return _extract(completion, truncated, mode)
     except _Hedged:
         return None
 
 
-def extract_candidates(completion: str, *, truncated: bool = False) -> tuple[str, ...]:
+def extract_candidates(completion: str, *, truncated: bool = False, mode: Mode = "lenient") -> tuple[str, ...]:
     """``()`` when ``completion`` has no answer, ``(answer,)`` when it has one, and the options
     (as written) when its final answer hedges between several: the caller decides whether they are
     all the same value."""
+    _check_mode(mode)
     try:
-        answer = _extract(completion, truncated)
+        answer = _extract(completion, truncated, mode)
     except _Hedged as hedge:
         return hedge.options
     return () if answer is None else (answer,)
 
 
-def _extract(completion: str, truncated: bool) -> str | None:
-    text = completion
+def cut_at_end_of_turn(text: str) -> str:
+    """``text`` up to its first end-of-turn or chat special token."""
     for marker in END_OF_TURN:
         cut = text.find(marker)
         if cut >= 0:
             text = text[:cut]
+    return text
+
+
+def _extract(completion: str, truncated: bool, mode: str) -> str | None:
+    text = cut_at_end_of_turn(completion)
     if "</think>" in text:
         reasoning, _, after = text.rpartition("</think>")
-        found = _search(after, allow_bare_number=not truncated)
+        found = _search(after, allow_fallback=not truncated, mode=mode)
         return found if found is not None else _boxed(reasoning)
     if "<think>" in text:
-        return _search(text, allow_bare_number=False)
-    return _search(text, allow_bare_number=not truncated)
+        return _search(text, allow_fallback=False, mode=mode)
+    return _search(text, allow_fallback=not truncated, mode=mode)
 
 
-def _search(region: str, allow_bare_number: bool) -> str | None:
+def _search(region: str, allow_fallback: bool, mode: str) -> str | None:
     tail = region[-_TAIL_CHARS:]
-    for finder in (_boxed, _last_phrase, _bold_last_line):
-        found = finder(tail)
+    for _, reader in sorted(_markers(tail, mode), key=lambda m: m[0], reverse=True):
+        found = reader()
         if found is not None:
             return found
-    return _bare_number(tail) if allow_bare_number else None
+    if mode == "strict" or not allow_fallback:
+        return None
+    for fallback in (_final_statement_math, _whole_answer, _bare_number):
+        found = fallback(tail)
+        if found is not None:
+            return found
+    return None
+
+
+def _markers(text: str, mode: str) -> list[tuple[int, object]]:
+    """Every explicit answer marker as (position, reader); a reader returns the answer or None."""
+    markers: list[tuple[int, object]] = []
+    boxes = _boxes(text)
+    if boxes:
+        markers.append((boxes[0][0], lambda: _box_answer(text, boxes)))
+    plain = text.replace("**", "  ")  # same length: positions agree with ``text``
+    for match in _ANSWER_IS.finditer(plain):
+        markers.append((match.start(), lambda m=match: _phrase(plain, m.end())))
+    for match in _HASHES.finditer(plain):
+        markers.append((match.start(), lambda m=match: _phrase(plain, m.end())))
+    if mode == "strict":
+        return markers
+    for match in _ANSWER_COLON.finditer(plain):
+        markers.append((match.start(), lambda m=match: _statement(plain, m.end())))
+    for match in _ANSWER_THEN_MATH.finditer(plain):
+        markers.append((match.end(), lambda m=match: _phrase(plain, m.end())))
+    for match in _ANSWER_TAG.finditer(text):
+        markers.append((match.start(), lambda m=match: _tagged(m.group(1))))
+    bold = _bold_last_line(text)
+    if bold is not None:
+        markers.append(bold)
+    return markers
+
+
+def _content_ok(candidate: str | None) -> str | None:
+    """A marker's content is an answer only when it has math, a digit or is a short word answer."""
+    if candidate is None:
+        return None
+    bare = candidate.strip().strip("\"'`").strip()
+    if not bare or _NOT_AN_ANSWER.match(bare):
+        return None
+    if re.search(r"[\d\\$^_=()\[\]{}<>]", bare) or len(bare.split()) <= 3:
+        return candidate
+    return None
 
 
 def _accept(candidate: str) -> str | None:
     """Strip decoration; refuse empty and oversized answers; raise ``_Hedged`` on a hedge."""
+    candidate = re.sub(r"\\+\"", "", candidate.strip())  # \"$12$ and $13$\" (escaped quotes)
     candidate = candidate.strip().strip("*").strip()
+    while len(candidate) > 1 and candidate[0] == candidate[-1] and candidate[0] in "\"'`":  # "7", not f'
+        candidate = candidate[1:-1].strip()
     candidate = re.sub(r"[\s.;,:]+$", "", candidate)
+    for opening, closing in (("\\[", "\\]"), ("\\(", "\\)")):  # "\[Answer: 241\]": the closing is no part
+        if candidate.endswith(closing) and opening not in candidate:
+            candidate = re.sub(r"[\s.;,:]+$", "", candidate[: -len(closing)])
     if not candidate or len(candidate) > MAX_ANSWER_CHARS:
         return None
     parts = [p.strip(" $.,;") for p in _HEDGE.split(_TEXT_OR.sub(r" \1 ", candidate))]
@@ -130,12 +228,16 @@ def _braced(text: str, start: int) -> tuple[str, int] | None:
     """The content of the brace group opening at ``text[start]`` and the index after it."""
     if start >= len(text) or text[start] != "{":
         return None
-    depth = 0
+    depth, escaped = 0, False
     for pos in range(start, min(len(text), start + _BOX_SCAN_CHARS)):
         char = text[pos]
-        if char == "{" and text[pos - 1] != "\\":
+        if escaped:  # \{ and \} are braces of a set; \\} is a line break, then a closing brace
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "{":
             depth += 1
-        elif char == "}" and text[pos - 1] != "\\":
+        elif char == "}":
             depth -= 1
             if depth == 0:
                 return text[start + 1 : pos], pos + 1
@@ -157,6 +259,15 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
     return found
 
 
+def all_boxed(text: str) -> list[str]:
+    """The contents of every complete box in (the tail of) ``text``, in order, without repeats."""
+    contents: list[str] = []
+    for _, _, content in reversed(_boxes(text[-_TAIL_CHARS:])):
+        if content.strip() and content.strip() not in contents:
+            contents.append(content.strip())
+    return contents
+
+
 def find_boxed(text: str) -> str | None:
     """The content of the last complete ``\\boxed{}``/``\\fbox{}`` in (the tail of) ``text``;
     None when there is none or the last two hedge ("``\\boxed{3}`` or ``\\boxed{4}``")."""
@@ -169,44 +280,145 @@ def find_boxed(text: str) -> str | None:
 def _boxed(text: str) -> str | None:
     text = text[-_TAIL_CHARS:]
     boxes = _boxes(text)
-    if not boxes:
-        return None
+    return _box_answer(text, boxes) if boxes else None
+
+
+def _joined(between: str) -> bool:
+    """Whether the text between two boxes lists them as parts of one answer: spacing, commas,
+    semicolons, "and", or at most four short words together with "and" ("for part (a) and")."""
+    between = re.sub(r"[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?:\$|\\\(|\\\[)?\s*$", "", between)  # "and $y_2 = $"
+    if len(between) > 60 or re.search(r"[.!?]\s|\n\s*\n", between):
+        return False
+    words = _JOIN_NOISE.sub(lambda m: f" {m.group(1) or m.group(2) or ''} ", between)
+    words = re.sub(r"[,;]", " , ", words).split()
+    if not words or all(w == "," for w in words):
+        return True
+    if "and" not in words:
+        return False
+    return len([w for w in words if w not in (",", "and")]) <= 4 and not re.search(r"\d|=", " ".join(words))
+
+
+def _box_answer(text: str, boxes: list[tuple[int, int, str]]) -> str | None:
+    """The last box; with the boxes listed right before it (``\\boxed{1}, \\boxed{2}``) a list;
+    ``\\boxed{3} or \\boxed{4}`` a hedge."""
     start, _, content = boxes[0]
     if len(boxes) > 1:
         prev_start, prev_end, prev_content = boxes[1]
         between = text[prev_end:start]
         if len(between) <= 40 and re.search(r"\bor\b", between) and prev_content.strip() != content.strip():
             raise _Hedged([prev_content.strip(), content.strip()])
+    group = [content.strip()]
+    for (prev_start, prev_end, prev_content), (next_start, _, _) in zip(boxes[1:], boxes):
+        if prev_end > next_start or not _joined(text[prev_end:next_start]):  # nested, or not a list
+            break
+        if prev_content.strip() and prev_content.strip() not in group:
+            group.insert(0, prev_content.strip())
+    if len(group) > 1:
+        return _accept(", ".join(group))
     return _accept(content)
 
 
-def _last_phrase(text: str) -> str | None:
-    """What follows the last "answer is"/"Answer:"/"####", up to the end of its sentence."""
-    text = text.replace("**", "")
-    ends = [m.end() for pattern in (_ANSWER, _HASHES) for m in pattern.finditer(text)]
-    if not ends:
-        return None
-    rest = _HOPE.sub("", text[max(ends) :]).lstrip()
+def _phrase(text: str, start: int) -> str | None:
+    """What follows a marker at ``start``: a math span, else the rest of its sentence."""
+    rest = _HOPE.sub("", text[start : start + 4 * MAX_ANSWER_CHARS]).lstrip()
     inline = _INLINE_MATH.match(rest)
     if inline is not None:
         alternative = _OR_NEXT.match(rest, inline.end())
         if alternative is not None:
             return _either(inline.group(0), alternative.group(1))
-        return _accept(inline.group(0))
+        return _content_ok(_accept(inline.group(0)))
     end = _SENTENCE_END.search(rest)
-    return _accept(rest[: end.start()] if end is not None else rest)
+    return _content_ok(_accept(rest[: end.start()] if end is not None else rest))
 
 
-def _bold_last_line(text: str) -> str | None:
-    lines = [line for line in text.splitlines() if line.strip()]
+def _statement(text: str, start: int) -> str | None:
+    """The content of "Answer: …"/"Final Answer: …". A prose statement ("The largest $n$ is 34",
+    "Jane started 3 hours ago") gives the value after its last "is"/"=", else its only number or
+    math; "Final Answer: The final answer is …" is read by the "answer is" marker inside it."""
+    rest = _HOPE.sub("", text[start : start + 4 * MAX_ANSWER_CHARS]).lstrip()
+    inline = _INLINE_MATH.match(rest)
+    if inline is not None or not re.match(r"[A-Za-z]{2,}", rest):
+        return _phrase(text, start)
+    end = _SENTENCE_END.search(rest)
+    sentence = rest[: end.start()] if end is not None else rest
+    if re.search(r"answer\s+is", sentence, re.I):
+        return None
+    spans = list(_INLINE_MATH.finditer(sentence))
+    masked = _INLINE_MATH.sub(lambda m: "#" * len(m.group()), sentence)  # an "=" inside math is no copula
+    copula = list(re.finditer(r"\b(?:is|are|equals|was|were)\b|=", masked))
+    if copula:
+        value = sentence[copula[-1].end() :].strip()
+        found = _phrase(value, 0) if value else None
+        if found is not None:
+            return found
+    outside = _INLINE_MATH.sub(" ", sentence)
+    numbers = re.findall(_NUMBER, outside)
+    if len(numbers) == 1 and not spans:
+        return _accept(numbers[0])
+    if len(spans) == 1 and not numbers:
+        return _content_ok(_accept(spans[0].group(0)))
+    return None
+
+
+def _tagged(content: str) -> str | None:
+    """``<answer>…</answer>``: a box inside it, else its content."""
+    inner = _boxed(content)
+    return inner if inner is not None else _content_ok(_accept(content))
+
+
+def _bold_last_line(text: str) -> tuple[int, object] | None:
+    lines = list(re.finditer(r"[^\n]*\S[^\n]*", text[-4000:]))
     if not lines:
         return None
-    bolds = list(_BOLD.finditer(lines[-1]))
+    last = lines[-1]
+    bolds = list(_BOLD.finditer(last.group()))
     if not bolds:
         return None
-    if len(bolds) > 1 and _OR_BETWEEN.match(lines[-1][bolds[-2].end() : bolds[-1].start()]):
-        return _either(bolds[-2].group(1), bolds[-1].group(1))
-    return _accept(bolds[-1].group(1))
+    position = len(text) - len(text[-4000:]) + last.start() + bolds[-1].start()
+    if len(bolds) > 1 and _OR_BETWEEN.match(last.group()[bolds[-2].end() : bolds[-1].start()]):
+        return position, lambda: _either(bolds[-2].group(1), bolds[-1].group(1))
+    return position, lambda: _content_ok(_accept(bolds[-1].group(1)))
+
+
+def _final_statement_math(text: str) -> str | None:
+    """The math of the final statement: its last math span (with the spans listed right before it,
+    "$-2$ and $1$"), when nothing but courtesy text without digits follows it."""
+    window = text
+    spans = [span for span in _INLINE_MATH.finditer(window) if span.end() > len(window) - 4000]
+    if not spans:
+        return None
+    last = spans[-1]
+    after = _HOPE.sub("", window[last.end() :])
+    if _COURTESY.search(after):
+        return None
+    if re.search(r"[?]", after):  # "... $x = 7$? Let me check." is a question, not an answer
+        return None
+    group = [last]
+    for previous in reversed(spans[:-1]):
+        between = window[previous.end() : group[0].start()]
+        if _OR_BETWEEN.match(between) or re.fullmatch(r"\s*(?:,|and|,\s*and)\s*", between):
+            group.insert(0, previous)
+        else:
+            break
+    if len(group) == 2 and _OR_BETWEEN.match(window[group[0].end() : group[1].start()]):
+        return _either(group[0].group(0), group[1].group(0))
+    if len(group) > 1:
+        if any(_OR_BETWEEN.match(window[a.end() : b.start()]) for a, b in zip(group, group[1:])):
+            raise _Hedged([span.group(0) for span in group])
+        return _accept(", ".join(span.group(0).strip("$") for span in group))
+    return _accept(last.group(0))
+
+
+def _whole_answer(text: str) -> str | None:
+    """A completion that is nothing but an answer ("-\\frac{10}{9}", ".4", "28 percent", "x = 5"): at
+    most 200 characters on one line, with at most one word that is not a LaTeX command."""
+    stripped = text.strip()
+    if not stripped or len(stripped) > 200 or "\n" in stripped or re.search(r"[.!?]\s+\S", stripped):
+        return None
+    words = re.findall(r"(?<![\\A-Za-z])[A-Za-z]{3,}", re.sub(r"\\(?:begin|end)\s*\{\w*\}", " ", stripped))
+    if len(words) > 1 or not re.search(r"[\d=^\\+\-*/()]", stripped):
+        return None
+    return _accept(stripped)
 
 
 def _bare_number(text: str) -> str | None:
@@ -216,11 +428,25 @@ def _bare_number(text: str) -> str | None:
     bare = _BARE_LAST_LINE.match(lines[-1])
     if bare is not None:
         return _accept(bare.group(1))
-    line = lines[-1][-400:]
+    line = _HOPE.sub("", lines[-1][-400:]).rstrip()
+    line = line if line.endswith((".", "!")) else line + "."
     conclusion = _CONCLUSION.search(line)
-    if conclusion is None:
+    if conclusion is not None:
+        hedge = re.search(r"(" + _NUMBER + r")\s*,?\s*(?:or|and/or)\s+\\?\$?\s*$", line[: conclusion.start(1)])
+        if hedge is not None:
+            return _either(hedge.group(1), conclusion.group(1))
+        return _accept(conclusion.group(1))
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", line) if s.strip()]
+    if not sentences:
         return None
-    hedge = re.search(r"(" + _NUMBER + r")\s*,?\s*(?:or|and/or)\s+\\?\$?\s*$", line[: conclusion.start(1)])
+    last = sentences[-1]
+    stated = list(_STATED.finditer(last))
+    if not stated:
+        return None
+    tail = last[stated[-1].end() :]
+    if re.search(r"\d", tail) or re.search(r"\bor\b", tail) or re.search(r"[.!?;:]\s*\S", tail):
+        return None  # a later number, a hedge, or a later statement ("= 2. and then")
+    hedge = re.search(r"(" + _NUMBER + r")\s*,?\s*(?:or|and/or)\s*$", last[: stated[-1].start()])
     if hedge is not None:
-        return _either(hedge.group(1), conclusion.group(1))
-    return _accept(conclusion.group(1))
+        return _either(hedge.group(1), stated[-1].group(1))
+    return _accept(stated[-1].group(1))

@@ -8,9 +8,11 @@ worker that dies, or a check that reports an internal error, scores ``incorrect_
 as an error. Both counts are logged (``reward/verifier_timeouts``, ``reward/verifier_errors``)
 and each event is logged as a warning with the completion's id.
 
-Workers are started lazily from a ``forkserver`` (a clean process, so it inherits no torch threads,
-with the verifier preloaded so that a replacement starts in milliseconds), or ``spawn`` where
-forkserver is unavailable. The pool is shut down by :meth:`MathReward.close`, or at exit.
+Workers start from a ``forkserver`` (a clean process, so it inherits no torch threads, with the
+verifier preloaded so that a replacement starts in milliseconds), or ``spawn`` where forkserver is
+unavailable. :meth:`MathReward.setup` starts them (the data module calls it in its own ``setup``, so
+the first batch does not pay the seconds a cold start takes); they start lazily on the first batch
+if ``setup`` was never called. The pool is shut down by :meth:`MathReward.close`, or at exit.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from lightning_grpo.rewards.verifier import VerifyPolicy, check
 logger = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 120.0
+MAX_CHUNK = 16  # tasks sent to a worker at once
 Task = tuple[Any, ...]
 
 
@@ -52,17 +55,19 @@ class Outcome:
 
 
 def _serve(conn: Connection, function: Callable[..., Any]) -> None:
-    """Worker loop: announce readiness, then answer tasks until told to stop (``None``)."""
+    """Worker loop: announce readiness, then answer chunks of tasks until told to stop (``None``).
+    Each task's result is sent as soon as it is done, so the parent can time every task on its own."""
     conn.send(("ready", None, 0.0))
     while True:
-        task = conn.recv()
-        if task is None:
+        chunk = conn.recv()
+        if chunk is None:
             return
-        start = time.perf_counter()
-        try:
-            conn.send(("ok", function(*task), time.perf_counter() - start))
-        except Exception as err:  # reported to the parent as an error outcome
-            conn.send(("error", f"{type(err).__name__}: {err}"[:500], time.perf_counter() - start))
+        for task in chunk:
+            start = time.perf_counter()
+            try:
+                conn.send(("ok", function(*task), time.perf_counter() - start))
+            except Exception as err:  # reported to the parent as an error outcome
+                conn.send(("error", f"{type(err).__name__}: {err}"[:500], time.perf_counter() - start))
 
 
 class _Worker:
@@ -72,7 +77,10 @@ class _Worker:
         self.process.start()
         child.close()
         self.ready = False
-        self.task: tuple[int, float, float] | None = None  # (index, deadline, start)
+        self.started = time.monotonic()
+        self.queue: deque[int] = deque()  # indices of the tasks sent and not answered, in order
+        self.deadline = 0.0  # when the task at the head of the queue times out
+        self.head_start = 0.0  # when the task at the head of the queue started (at the latest)
 
     def kill(self) -> None:
         self.process.kill()
@@ -123,62 +131,83 @@ class VerifierPool:
             context.set_forkserver_preload([self.function.__module__, "lightning_grpo.rewards.verifier"])
         return context
 
-    def _start(self) -> None:
-        if self._workers:
-            return
-        context = self._context()
-        self._workers.extend(_Worker(context, self.function) for _ in range(self.num_workers))
-        self._finalizer = weakref.finalize(self, _shutdown, self._workers)
+    def start(self, block: bool = True) -> None:
+        """Start the workers (idempotent); with ``block``, return once every worker is ready."""
+        if not self._workers:
+            context = self._context()
+            self._workers.extend(_Worker(context, self.function) for _ in range(self.num_workers))
+            self._finalizer = weakref.finalize(self, _shutdown, self._workers)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while block and not all(w.ready for w in self._workers):
+            waiting = [w for w in self._workers if not w.ready]
+            ready = wait([w.conn for w in waiting], timeout=max(0.0, deadline - time.monotonic()))
+            if not ready and time.monotonic() > deadline:
+                raise RuntimeError(f"no verifier worker started within {STARTUP_TIMEOUT_S} s")
+            for worker in [w for w in waiting if w.conn in ready]:
+                self._receive(worker, [], deque())
 
     def _replace(self, worker: _Worker) -> None:
         worker.kill()
         self._workers[self._workers.index(worker)] = _Worker(self._context(), self.function)
 
     def map(self, tasks: list[Task]) -> list[Outcome]:
-        """Run every task; a task past ``timeout_s`` (from when a ready worker takes it) times out."""
-        self._start()
+        """Run every task; a task past ``timeout_s`` (from when its worker starts it) times out.
+
+        Tasks go to the workers in chunks (so a worker never waits for the parent between tasks);
+        results come back one by one, and the next task's clock starts when the previous result
+        arrives. A worker whose task times out or that dies is replaced, and the rest of its chunk
+        is run again by another worker."""
+        self.start(block=False)
         results: list[Outcome | None] = [None] * len(tasks)
         pending = deque(range(len(tasks)))
-        startup_deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while pending or any(w.task is not None for w in self._workers):
+        while pending or any(w.queue for w in self._workers):
             for worker in self._workers:
-                if worker.ready and worker.task is None and pending:
-                    index = pending.popleft()
-                    now = time.monotonic()
-                    worker.conn.send(tasks[index])
-                    worker.task = (index, now + self.timeout_s, now)
-            deadlines = [w.task[1] for w in self._workers if w.task is not None]
+                if worker.ready and not worker.queue and pending:
+                    size = max(1, min(MAX_CHUNK, len(pending) // (2 * len(self._workers))))
+                    chunk = [pending.popleft() for _ in range(min(size, len(pending)))]
+                    worker.conn.send([tasks[i] for i in chunk])
+                    worker.queue.extend(chunk)
+                    worker.head_start = time.monotonic()
+                    worker.deadline = worker.head_start + self.timeout_s
+            deadlines = [w.deadline for w in self._workers if w.queue]
+            startup_deadline = min(w.started for w in self._workers) + STARTUP_TIMEOUT_S
             wait_s = (min(deadlines) if deadlines else startup_deadline) - time.monotonic()
             ready = wait([w.conn for w in self._workers], timeout=max(0.0, wait_s))
             for worker in [w for w in self._workers if w.conn in ready]:
-                self._receive(worker, results)
+                self._receive(worker, results, pending)
+                while worker in self._workers and worker.queue and worker.conn.poll(0):  # every result sent so far
+                    self._receive(worker, results, pending)
             now = time.monotonic()
-            for worker in [w for w in self._workers if w.task is not None and w.task[1] <= now]:
-                index, _, start = worker.task
-                results[index] = Outcome("timeout", seconds=now - start, message=f"over {self.timeout_s} s")
+            for worker in [w for w in self._workers if w.queue and w.deadline <= now]:
+                index = worker.queue.popleft()
+                results[index] = Outcome("timeout", seconds=now - worker.head_start, message=f"over {self.timeout_s} s")
+                pending.extendleft(reversed(worker.queue))
                 self._replace(worker)
-            if not any(w.ready for w in self._workers) and now > startup_deadline:
+            if not any(w.ready for w in self._workers) and now > max(w.started for w in self._workers) + STARTUP_TIMEOUT_S:
                 raise RuntimeError(f"no verifier worker started within {STARTUP_TIMEOUT_S} s")
         return [r for r in results if r is not None]
 
-    def _receive(self, worker: _Worker, results: list[Outcome | None]) -> None:
+    def _receive(self, worker: _Worker, results: list[Outcome | None], pending: deque[int]) -> None:
         try:
             status, value, seconds = worker.conn.recv()
         except (EOFError, OSError):
             worker.process.join(5)
             code = worker.process.exitcode
-            if worker.task is None:
+            if not worker.queue:
                 raise RuntimeError(f"a verifier worker exited before taking a task (exit code {code})") from None
-            index, _, start = worker.task
-            results[index] = Outcome("error", seconds=time.monotonic() - start, message=f"worker died (exit code {code})")
+            index = worker.queue.popleft()
+            message = f"worker died (exit code {code})"
+            results[index] = Outcome("error", seconds=time.monotonic() - worker.head_start, message=message)
+            pending.extendleft(reversed(worker.queue))
             self._replace(worker)
             return
         if status == "ready":
             worker.ready = True
             return
-        assert worker.task is not None, "a worker answered without a task"
-        index = worker.task[0]
-        worker.task = None
+        assert worker.queue, "a worker answered without a task"
+        index = worker.queue.popleft()
+        worker.head_start = time.monotonic()
+        worker.deadline = worker.head_start + self.timeout_s
         results[index] = Outcome("ok", value, seconds) if status == "ok" else Outcome("error", None, seconds, value)
 
     def close(self) -> None:
@@ -197,10 +226,24 @@ class MathReward(RewardFunction):
     """``correct_value`` when the completion's final answer equals the gold, else ``incorrect_value``.
 
     Answers are checked by :func:`lightning_grpo.rewards.verifier.check` under a
-    :class:`~lightning_grpo.rewards.verifier.VerifyPolicy` built from ``percent``,
-    ``rounded_decimals`` and ``min_rounded_digits``; a truncated completion gets no bare-number
-    fallback. ``checker`` replaces the check (a module-level function with :func:`check_task`'s
-    signature), e.g. to benchmark another verifier under the same pool.
+    :class:`~lightning_grpo.rewards.verifier.VerifyPolicy` built from ``mode``, ``percent``,
+    ``rounded_decimals`` and ``min_rounded_digits``. ``checker`` replaces the check (a module-level
+    function with :func:`check_task`'s signature), e.g. to benchmark another verifier under the same pool.
+
+    ``mode`` is how the answer is found (see :mod:`lightning_grpo.rewards.extraction`); ``validate``
+    uses the same reward, so training and evaluation read answers alike:
+
+    - ``"lenient"`` (the default): explicit markers first (``\\boxed{}``, ``####``, "the answer is",
+      "Answer: …", ``Answer $9$``, Minerva's "Final Answer: …", ``<answer>`` tags, a bold last line),
+      then, for a completion that was not truncated, the math or number of its final statement. It is
+      the default because a reward that ignores a correct answer is a silent loss of learning signal,
+      and an evaluation that under-counts is not comparable with published numbers (which use lenient
+      graders such as Math-Verify); hedges, truncations and later turns still score 0.
+    - ``"strict"``: only ``\\boxed{}``, ``####`` and "the answer is" count, for runs that reward the
+      answer format separately (e.g. with :class:`~lightning_grpo.rewards.format.FormatReward`) and
+      want no credit for an unmarked answer.
+
+    ``setup()`` starts the worker pool ahead of the first batch (otherwise it starts on first use).
     """
 
     is_correctness = True
@@ -216,12 +259,15 @@ class MathReward(RewardFunction):
         percent: Literal["strip", "either", "strict"] = "strip",
         rounded_decimals: bool = False,
         min_rounded_digits: int = 2,
+        mode: Literal["lenient", "strict"] = "lenient",
         checker: Callable[[str, str, VerifyPolicy, bool], tuple[bool, str | None]] = check_task,
     ) -> None:
         super().__init__(name=name, weight=weight)
         self.correct_value = correct_value
         self.incorrect_value = incorrect_value
-        self.policy = VerifyPolicy(percent=percent, rounded_decimals=rounded_decimals, min_rounded_digits=min_rounded_digits)
+        self.policy = VerifyPolicy(
+            percent=percent, rounded_decimals=rounded_decimals, min_rounded_digits=min_rounded_digits, mode=mode
+        )
         self.pool = VerifierPool(checker, num_workers=num_workers, timeout_s=timeout_s)
         self._timeouts = 0
         self._errors = 0
@@ -244,9 +290,13 @@ class MathReward(RewardFunction):
             values.append(self.correct_value if correct else self.incorrect_value)
         return values
 
+    def setup(self) -> None:
+        """Start the worker processes now and wait until they are ready (idempotent)."""
+        self.pool.start(block=True)
+
     def extract(self, completion: str, truncated: bool = False) -> str | None:
         """The extracted final answer with whitespace removed (equal strings vote together in maj@k)."""
-        answer = extract_answer(completion, truncated=truncated)
+        answer = extract_answer(completion, truncated=truncated, mode=self.policy.mode)
         return None if answer is None else "".join(answer.split())
 
     def counters(self) -> dict[str, float]:

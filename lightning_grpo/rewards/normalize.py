@@ -51,12 +51,12 @@ class NormalizedAnswer:
 
 
 _DELIMITERS = re.compile(r"^\s*(?:\$\$|\$|\\\(|\\\[)(.*?)(?:\$\$|\$|\\\)|\\\])\s*$", re.S)
-_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad\b|\\displaystyle\b|\\(?:big|Big|bigg|Bigg)[lr]?\b|~")
+_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad|\\displaystyle\b|\\(?:big|Big|bigg|Bigg)[lr]?\b|~")
 _LEFT_RIGHT = re.compile(r"\\(?:left|right)\b\s*(\\?[()\[\]{}|.]|\\[lr]?[vV]ert|\\langle|\\rangle)")
 _FONT = re.compile(r"\\(?:mathbf|mathrm|textbf|textit|mathit|boldsymbol|operatorname|mathnormal)\s*\{")
-_TEXT = re.compile(r"\\(?:text|mbox|textrm|textup|textnormal|hbox)\s*\{([^{}]*)\}")
+_TEXT = re.compile(r"\\(?:text|mbox|textrm|textup|textnormal|textsf|hbox)\s*\{([^{}]*)\}")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ\b|\\degree\b|\^\s*\{\s*\\text\{o\}\s*\}")
-_PERCENT = re.compile(r"\\?%|\\text\{\s*percent\s*\}|\bpercent\b")
+_PERCENT = re.compile(r"\\?%|\\text\{\s*(?:percent|pct|percentage)\s*\}|\bpercent(?:age)?\b|\bpct\b")
 _DOLLAR = re.compile(r"\\\$|\$|\\text\{\s*dollars?\s*\}|\bdollars?\b")
 _THOUSANDS = re.compile(r"^([+-]?)(\d{1,3}(?:,\d{3})+|\d{1,3}(?: \d{3})+)(\.\d+)?$")
 _TRAILING_UNITS = re.compile(
@@ -95,9 +95,21 @@ def _unwrap_fonts(text: str) -> str:
     return text
 
 
+# "\\\\frac" written with a doubled backslash (JSON escaped twice): a line break before a command
+# name is meaningless in an answer, so it is read as the command
+_DOUBLED = re.compile(
+    r"(?<!\\)\\\\(?=(?:left|right|frac|dfrac|tfrac|sqrt|text|boxed|pi|cdot|times|infty|le|ge|leq|geq|pm|in|"
+    r"cup|mathrm|mathbf|begin|end|circ|theta|alpha|beta|sin|cos|tan|log|ln)\b)"
+)
+_ARRAY = re.compile(r"\\begin\{array\}\s*\{[lcr|\s]*\}(.*?)\\end\{array\}", re.S)
+_RELATIONS = (("\\leqslant", "\\le"), ("\\geqslant", "\\ge"), ("<=", "\\le "), (">=", "\\ge "), ("!=", "\\ne "),
+              ("=<", "\\le "), ("=>", "\\ge "))
+_AND = re.compile(r"\s*,?\s*\band\b\s*")
+
+
 def normalize_answer(answer: str) -> NormalizedAnswer:
     """Canonical spelling of one extracted answer (see the module docstring)."""
-    text = normalize_unicode(answer).strip()
+    text = _DOUBLED.sub(r"\\", normalize_unicode(answer)).strip()
     for _ in range(3):
         match = _DELIMITERS.match(text)
         if match is None:
@@ -106,6 +118,10 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
     text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cfrac", "\\frac")
     text = text.replace("\\leq", "\\le").replace("\\geq", "\\ge").replace("\\neq", "\\ne")
     text = text.replace("\\lt", "<").replace("\\gt", ">").replace("\\dots", "").replace("\\ldots", "")
+    for spelling, canonical in _RELATIONS:
+        text = text.replace(spelling, canonical)
+    text = _ARRAY.sub(r"\\begin{matrix}\1\\end{matrix}", text)
+    text = re.sub(r"(?<=\d)\s*\{\s*,\s*\}\s*(?=\d{3}(?!\d))", ",", text)  # 14 {, }916
     text = re.sub(r"(?<=\d),\\!\s*(?=\d{3})", ",", text).replace("\\!", "")
     text = re.sub(r"(?<=\d)\{,\}(?=\d{3})", ",", text)  # 1{,}000
     text = text.replace("\\varnothing", "\\emptyset").replace("\\mathbb{R}", "(-\\infty, \\infty)")
@@ -116,6 +132,7 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
     percent = bool(_PERCENT.search(text))
     text = _PERCENT.sub("", text)
     text = _DOLLAR.sub("", text).strip()
+    text = re.sub(r"(?:\\\\|\s)+$", "", text)  # a trailing line break ("185\\\\")
     text = text.rstrip(" .;,").strip()
     lone = _LONE_TEXT.match(text)
     if lone is not None:
@@ -133,4 +150,5 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
     if thousands is not None:
         sign, digits, fraction = thousands.groups()
         text = sign + digits.replace(",", "").replace(" ", "") + (fraction or "")
-    return NormalizedAnswer(re.sub(r"\s+", " ", text).strip(), percent)
+    text = _AND.sub(", ", text) if re.search(r"\band\b", text) else text  # "6 and 8", "19, 46, and 82"
+    return NormalizedAnswer(re.sub(r"\s+", " ", text).strip().rstrip(","), percent)

@@ -41,7 +41,13 @@ import mpmath
 import sympy
 from sympy.core.evalf import PrecisionExhausted
 
-from lightning_grpo.rewards.extraction import MAX_ANSWER_CHARS, extract_answer, extract_candidates
+from lightning_grpo.rewards.extraction import (
+    MAX_ANSWER_CHARS,
+    MODES,
+    all_boxed,
+    extract_answer,
+    extract_candidates,
+)
 from lightning_grpo.rewards.normalize import normalize_answer
 
 MAX_TOKENS = 400
@@ -84,13 +90,22 @@ _bound_prime_tests()
 
 @dataclass(frozen=True)
 class VerifyPolicy:
-    """Grading policy. ``percent``: ``strip`` (50\\% = 50), ``either`` (also 50\\% = 0.5), ``strict``
-    (a percent sign on one side only is wrong). ``rounded_decimals``: accept a decimal answer with at
-    least ``min_rounded_digits`` decimals that is the correctly rounded value of an irrational gold."""
+    """Grading policy. ``percent``: ``strip`` (50\\% = 50, and an answer's 10\\% = 0.1), ``either`` (also a
+    gold's 50\\% = 0.5), ``strict`` (a percent sign on one side only is wrong). ``rounded_decimals``:
+    accept a decimal answer with at least ``min_rounded_digits`` decimals that is the correctly
+    rounded value of an irrational gold. ``mode``: how the answer is found in the completion
+    (``lenient`` or ``strict``, see :mod:`lightning_grpo.rewards.extraction`)."""
 
     percent: Literal["strip", "either", "strict"] = "strip"
     rounded_decimals: bool = False
     min_rounded_digits: int = 2
+    mode: Literal["lenient", "strict"] = "lenient"
+
+    def __post_init__(self) -> None:
+        if self.percent not in ("strip", "either", "strict"):
+            raise ValueError(f"percent must be 'strip', 'either' or 'strict', got {self.percent!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
 
 
 @dataclass(frozen=True)
@@ -125,9 +140,19 @@ class _Seq:
 
 @dataclass(frozen=True)
 class _Bag:
-    """An unordered collection (set, bare list, ``\\pm`` pair, union of intervals)."""
+    """An unordered collection (set, bare list, ``\\pm`` pair, union of intervals). ``bare``: written
+    without braces ("1, 3"), so it also equals a tuple with the same items in the same order."""
 
     items: tuple[object, ...]
+    bare: bool = False
+
+
+@dataclass(frozen=True)
+class _Named:
+    """Values that name different quantities ("k = 45, n = 2"): a tuple whose items also have names."""
+
+    names: tuple[str, ...]
+    values: tuple[object, ...]
 
 
 @dataclass(frozen=True)
@@ -162,7 +187,7 @@ _GREEK = frozenset(
     "tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma Phi Psi Omega".split()
 )
 _WORDS = {"pi": "\\pi", "sqrt": "\\sqrt", "inf": "\\infty", "infinity": "\\infty", **{f: "\\" + f for f in _FUNCTIONS}}
-_ATOM_COMMANDS = frozenset({"\\frac", "\\sqrt", "\\pi", "\\infty", "\\binom", "\\lfloor", "\\lceil"})
+_ATOM_COMMANDS = frozenset({"\\frac", "\\sqrt", "\\pi", "\\infty", "\\binom", "\\lfloor", "\\lceil", "\\sum"})
 _SIMPLE_FRACS = (
     (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
     (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),
@@ -228,6 +253,13 @@ def _magnitude(value: sympy.Expr) -> mpmath.mpf | None:
     return modulus if mpmath.isfinite(modulus) else None
 
 
+def _too_large(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Symbol:
+    """A rational power too large to compute (``10^{10^{10}}``), kept as an opaque symbol named by
+    its base and exponent: it is never evaluated, yet cancels exactly (``10^{10^{10}} - 10^{10^{10}}
+    = 0``) and differs from anything else (``10^{10^{10}} + 1``, a number, another power)."""
+    return sympy.Symbol(f"huge{abs(hash((base, exponent))):x}")
+
+
 def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
     if exponent.is_Integer:
         n = abs(int(exponent))
@@ -235,7 +267,7 @@ def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
             if base not in (0, 1, -1):
                 bits = max(abs(base.p).bit_length(), base.q.bit_length())
                 if n * bits > MAX_BITS:
-                    raise Unreadable("power too large")
+                    return _too_large(base, exponent)
         elif n > MAX_SYMBOLIC_EXPONENT:
             raise Unreadable("exponent too large")
     elif exponent.is_Rational:
@@ -480,6 +512,8 @@ class _Parser:
             if index == 0:
                 raise Unreadable("zeroth root")
             return _power(radicand, 1 / index)
+        if token == "\\sum":
+            return self.summation()
         if token == "\\binom":
             top, bottom = self.argument(), self.argument()
             return _binomial(top, bottom)
@@ -496,6 +530,33 @@ class _Parser:
         if token[1:] in _FUNCTIONS:
             return self.function(token[1:])
         raise Unreadable(f"unknown command {token!r}")
+
+    def summation(self) -> sympy.Expr:
+        """``\\sum_{k=a}^{b} body``: a polynomial body of degree at most ``MAX_SUM_DEGREE`` in k (summed in
+        closed form), or at most ``MAX_SUM_TERMS`` terms between integer bounds (added up)."""
+        self.take("_")
+        self.take("{")
+        index = self.take()
+        if not index.isalpha() or len(index) != 1:
+            raise Unreadable("a sum without an index")
+        self.take("=")
+        low = self.expr()
+        self.take("}")
+        self.take("^")
+        high = self.exponent()
+        body = self.term()
+        symbol = sympy.Symbol(index)
+        if low.is_Integer and high.is_Integer:
+            if not 0 <= int(high) - int(low) < MAX_SUM_TERMS:
+                raise Unreadable("a sum with too many terms")
+            total = sympy.Integer(0)
+            for k in range(int(low), int(high) + 1):
+                total = _checked(total + _substitute(body, {symbol: sympy.Integer(k)}))
+            return total
+        polynomial = body.as_poly(symbol) if body.has(symbol) else None
+        if body.has(symbol) and (polynomial is None or polynomial.degree() > MAX_SUM_DEGREE):
+            raise Unreadable("a sum that has no small closed form")
+        return _checked(sympy.summation(body, (symbol, low, high)))
 
     def letter_follows(self) -> bool:
         """Whether the next token is a variable, a Greek letter or π (part of ``\\sin 2\\theta``'s argument)."""
@@ -539,13 +600,27 @@ def parse_expression(text: str) -> sympy.Expr:
 # Structure: sets, tuples, intervals, relations
 
 
-_RELATION = re.compile(r"\\le\b|\\ge\b|<=|>=|[<>]")
+_RELATION = re.compile(r"\\le\b|\\ge\b|\\ne\b|<=|>=|[<>]")
 _LONE_SYMBOL = re.compile(r"^\s*(?:[a-zA-Z](?:_\{?\w+\}?)?|\\[a-zA-Z]+|[a-zA-Z]\([a-zA-Z]\))\s*$")
+_SUBSCRIPT = r"(?:_\{?[\w,]+\}?)?"
+# What names a value ("x = 5", "a_{37} = 19", "f(x) = 1", "|AB| = 1", "(p, q) = (3, 2)", "V_1:V_2 = 11:21",
+# "\frac{NO}{BO} = ...", "Area = 15"): the answer is the right-hand side, not an equation
+_NAME = re.compile(
+    r"^\s*(?:[A-Za-z]" + _SUBSCRIPT + r"'*|\\[a-zA-Z]+" + _SUBSCRIPT + r"|[A-Z]{2,4}" + _SUBSCRIPT
+    + r"|[A-Za-z]{3,20}|[A-Za-z]" + _SUBSCRIPT + r"\([a-zA-Z0-9]\)|\|[A-Z]{1,4}\|"
+    + r"|\(\s*(?:[a-zA-Z]" + _SUBSCRIPT + r"\s*,\s*)+[a-zA-Z]" + _SUBSCRIPT + r"\s*\)"
+    + r"|[A-Z]" + _SUBSCRIPT + r"\s*:\s*[A-Z]" + _SUBSCRIPT + r"|\\frac\s*\{[A-Z]{1,4}\}\s*\{[A-Z]{1,4}\})\s*$"
+)
+_NOT_NAMES = frozenset({"\\frac", "\\sqrt", "\\pi", "\\infty", "\\binom", "\\lfloor", "\\lceil", "\\emptyset"})
 _MATRIX = re.compile(
     r"^(?:\\begin\{[pbvBV]?matrix\}(.*)\\end\{[pbvBV]?matrix\}"
     r"|\(\s*\\begin\{matrix\}(.*)\\end\{matrix\}\s*\)|\[\s*\\begin\{matrix\}(.*)\\end\{matrix\}\s*\])$",
     re.S,
 )
+_ONE_MATRIX = re.compile(r"\\begin\{([pbB]?matrix)\}(.*?)\\end\{\1\}", re.S)
+MAX_MATRIX_SIZE = 8
+MAX_SUM_TERMS = 1000
+MAX_SUM_DEGREE = 6
 
 
 def _split_top(text: str, separator: str) -> list[str]:
@@ -585,6 +660,11 @@ def _enclosed(text: str, opening: str, closing: str) -> bool:
     return depth == 0
 
 
+def _is_name(text: str) -> bool:
+    """Whether ``text`` names a value (see ``_NAME``) rather than being an expression."""
+    return _NAME.match(text) is not None and text.strip() not in _NOT_NAMES and not _ONE_MATRIX.search(text)
+
+
 def parse_value(text: str, strip_variable: bool = True) -> object:
     """Read a normalised answer into an expression or a structure (see the module docstring).
 
@@ -593,41 +673,84 @@ def parse_value(text: str, strip_variable: bool = True) -> object:
     text = text.strip()
     if not text:
         raise Unreadable("empty")
-    member = re.match(r"^[a-zA-Z]\s*\\in\s*(.+)$", text, re.S)
+    while _enclosed(text, "{", "}"):  # a LaTeX group ("${1,3}$"), not a set (that is \{ \})
+        text = text[1:-1].strip()
+    member = re.match(r"^[a-zA-Z](?:_\{?\w+\}?)?\s*\\in\s*(.+)$", text, re.S)
     if member is not None:
         text = member.group(1).strip()
-    if strip_variable and text.count("=") == 1 and _LONE_SYMBOL.match(text.split("=")[0]):
-        text = text.split("=")[1].strip()
+    if "\\approx" in text:  # "x = 1/3 \approx 0.33" and "\frac{\sqrt3}{3} \approx 0.577" are exact; "x \approx 11" is 11
+        pieces = _split_top(text, "\\approx")
+        text = pieces[-1] if _is_name(pieces[0]) else pieces[0]
+        if not text.strip():
+            raise Unreadable("empty")
+    solutions = _split_top(text, ";")
+    if len(solutions) > 1:  # "-12; -11; -10", "p=5, q=2; p=7, q=2"
+        return _Bag(tuple(_flatten(parse_value(part, strip_variable) for part in solutions)), bare=True)
     unions = _split_top(text, "\\cup")
     if len(unions) > 1:
         return _Bag(tuple(_interval(part.strip()) for part in unions))
     if _enclosed(text, "\\{", "\\}"):
         return _Bag(tuple(_flatten(parse_value(item) for item in _split_top(text[2:-2], ","))))
+    if _ONE_MATRIX.search(text):
+        matrix = _matrix_expression(text)
+        if matrix is not None:
+            return matrix
     matrix = _MATRIX.match(text)
     if matrix is not None:
         body = next(group for group in matrix.groups() if group is not None)
-        rows = [row for row in _split_top(body, "\\\\") if row.strip()]
-        return _Matrix(tuple(tuple(parse_expression(cell) for cell in _split_top(row, "&")) for row in rows))
+        return _matrix_of(body)
     for opening, closing in (("(", ")"), ("(", "]"), ("[", ")"), ("[", "]")):
         if _enclosed(text, opening, closing):
             items = _split_top(text[1:-1], ",")
+            if len(items) == 1 and (opening, closing) == ("(", ")"):
+                items = _split_top(text[1:-1], ";")  # "(0;-2;6)"
             if len(items) > 1:
                 return _Seq(opening, closing, tuple(parse_value(item) for item in items))
     items = _split_top(text, ",")
     if len(items) > 1:
-        return _Bag(tuple(_flatten(parse_value(item) for item in items)))
+        return _list(items, strip_variable)
     for sign in ("\\pm", "\\mp"):
         if sign in text:
             plus, minus = text.replace(sign, "+", 1), text.replace(sign, "-", 1)
             return _Bag((parse_value(plus), parse_value(minus)))
     if _RELATION.search(text):
         return _inequality(text)
-    if "=" in text:
-        sides = _split_top(text, "=")
-        if len(sides) != 2:
-            raise Unreadable("chained equation")
-        return _Equation(parse_expression(sides[0]) - parse_expression(sides[1]))
+    sides = _split_top(text, "=")
+    if len(sides) > 1:
+        return _equality(sides, strip_variable)
     return parse_expression(text)
+
+
+def _list(items: list[str], strip_variable: bool) -> object:
+    """A bare comma list. Items that all name different values ("k = 45, n = 2") are an ordered
+    tuple of those names; otherwise names are dropped ("x = 1, x = 2", "a = 4, -8, -10") and the
+    values form an unordered collection."""
+    if not strip_variable:
+        return _Bag(tuple(_flatten(parse_value(item, False) for item in items)), bare=True)
+    named = [_split_top(item, "=") for item in items]
+    names = [sides[0].strip() for sides in named if len(sides) == 2 and _is_name(sides[0])]
+    if len(names) == len(items) and len(set(names)) == len(names):
+        values = tuple(parse_value(sides[1]) for sides in named)
+        return _Named(tuple(re.sub(r"\s+|[{}]", "", name) for name in names), values)
+    return _Bag(tuple(_flatten(parse_value(item) for item in items)), bare=True)
+
+
+def _equality(sides: list[str], strip_variable: bool) -> object:
+    """``x = 5`` is 5 (a named value); ``x = 5 + 5 + 1 = 11`` (a chain) its last side; ``5 \\cdot 24 = 120``
+    (arithmetic) its result; anything else is an equation."""
+    if any(not side.strip() for side in sides):
+        raise Unreadable("an equation with an empty side")
+    if strip_variable:
+        if len(sides) > 2:
+            return parse_value(sides[-1])
+        if _is_name(sides[0]):
+            return parse_value(sides[1])
+    if len(sides) > 2:
+        raise Unreadable("chained equation")
+    lhs, rhs = parse_expression(sides[0]), parse_expression(sides[1])
+    if strip_variable and not lhs.free_symbols and not rhs.free_symbols:
+        return rhs
+    return _Equation(lhs - rhs)
 
 
 def _flatten(values: object) -> list[object]:
@@ -638,40 +761,182 @@ def _flatten(values: object) -> list[object]:
     return out
 
 
-def _interval(text: str) -> _Seq:
+def _interval(text: str) -> object:
+    """A part of a union: an interval, or a finite set of points (``\\{-1\\} \\cup [0, 7)``)."""
     value = parse_value(text)
     if isinstance(value, _Seq) and len(value.items) == 2:
         return value
+    if isinstance(value, _Bag) and not value.bare and all(isinstance(v, sympy.Basic) for v in value.items):
+        if len(value.items) == 1:
+            return _Seq("[", "]", (value.items[0], value.items[0]))
+    if isinstance(value, sympy.Basic):
+        raise Unreadable("a union with a bare value")
     raise Unreadable("a union of non-intervals")
 
 
-def _inequality(text: str) -> _Seq:
-    """``a < x \\le b``, ``x > a``, ``a \\ge x`` as the interval of x."""
+def _matrix_of(body: str) -> _Matrix:
+    rows = [row for row in _split_top(body, "\\\\") if row.strip()]
+    if len(rows) > MAX_MATRIX_SIZE:
+        raise Unreadable("matrix too large")
+    cells = tuple(tuple(parse_expression(cell) for cell in _split_top(row, "&")) for row in rows)
+    if any(len(row) > MAX_MATRIX_SIZE for row in cells):
+        raise Unreadable("matrix too large")
+    return _Matrix(cells)
+
+
+def _matrix_expression(text: str) -> _Matrix | None:
+    """Sums and products of matrices (``A + B``, ``I \\cdot I``, ``2A``, ``(A)``) as one matrix, through
+    sympy's exact matrix arithmetic; None when ``text`` is no such expression."""
+    matrices: list[_Matrix] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        matrices.append(_matrix_of(match.group(2)))
+        return f" M{len(matrices) - 1} "
+
+    rest = _ONE_MATRIX.sub(placeholder, text).strip()
+    if len(matrices) > 4 or not re.fullmatch(r"(?:\s|M\d+|\\cdot|\\times|\*|[+\-()]|\d+)*", rest):
+        return None
+    try:
+        tokens = re.findall(r"M\d+|\\cdot|\\times|\*|[+\-()]|\d+", rest)
+        value = _MatrixParser(tokens, [sympy.Matrix(m.rows) for m in matrices]).parse()
+    except (Unreadable, sympy.ShapeError, ValueError, TypeError, IndexError):
+        return None
+    if not isinstance(value, sympy.MatrixBase):
+        return None
+    return _Matrix(tuple(tuple(value.row(i)) for i in range(value.rows)))
+
+
+class _MatrixParser:
+    """``term (± term)*``; ``term = factor ((\\cdot|\\times|*)? factor)*``; ``factor = M<i> | integer | ( … )``."""
+
+    def __init__(self, tokens: list[str], matrices: list[sympy.Matrix]) -> None:
+        self.tokens, self.matrices, self.pos = tokens, matrices, 0
+
+    def parse(self) -> object:
+        value = self.sum()
+        if self.pos != len(self.tokens):
+            raise Unreadable("unexpected token in a matrix expression")
+        return value
+
+    def sum(self) -> object:
+        value = self.product()
+        while self.pos < len(self.tokens) and self.tokens[self.pos] in "+-":
+            sign = self.tokens[self.pos]
+            self.pos += 1
+            right = self.product()
+            value = value + right if sign == "+" else value - right
+        return value
+
+    def product(self) -> object:
+        sign = 1
+        while self.pos < len(self.tokens) and self.tokens[self.pos] == "-":
+            sign, self.pos = -sign, self.pos + 1
+        value = self.factor()
+        while self.pos < len(self.tokens) and self.tokens[self.pos] not in "+-)":
+            if self.tokens[self.pos] in ("\\cdot", "\\times", "*"):
+                self.pos += 1
+            value = value * self.factor()
+        return sign * value
+
+    def factor(self) -> object:
+        if self.pos >= len(self.tokens):
+            raise Unreadable("unexpected end of a matrix expression")
+        token = self.tokens[self.pos]
+        self.pos += 1
+        if token == "(":
+            value = self.sum()
+            if self.pos >= len(self.tokens) or self.tokens[self.pos] != ")":
+                raise Unreadable("unbalanced parentheses")
+            self.pos += 1
+            return value
+        if token.startswith("M"):
+            return self.matrices[int(token[1:])]
+        if token.isdigit() and len(token) <= 6:
+            return sympy.Integer(token)
+        raise Unreadable(f"unexpected {token!r} in a matrix expression")
+
+
+def _bound(text: str) -> sympy.Expr:
+    value = parse_expression(text)
+    if value.free_symbols:
+        raise Unreadable("a bound with a variable")
+    return value
+
+
+def _sign(value: sympy.Expr) -> int:
+    number = _numeric(value)
+    if number is None or not number.is_real or _negligible(number):
+        raise Unreadable("no sign")
+    return 1 if number > 0 else -1
+
+
+def _inequality(text: str) -> object:
+    """``a < x \\le b``, ``x > a``, ``5 \\ge x``, ``-x > -1``, ``2x + 1 \\le 7`` (linear in one variable),
+    ``a \\le |x| \\le b`` and ``x \\ne a`` as the interval (or union of intervals) of x."""
     relations = _RELATION.findall(text)
     sides = [part.strip() for part in _RELATION.split(text)]
     if not 1 <= len(relations) <= 2 or not all(sides):
         raise Unreadable("not an inequality")
-    lower = [r in ("<", "\\le", "<=") for r in relations]
+    relations = [{"<=": "\\le", ">=": "\\ge"}.get(r, r) for r in relations]
+    if relations == ["\\ne"]:
+        point = _bound(sides[1]) if _LONE_SYMBOL.match(sides[0]) else _bound(sides[0])
+        return _Bag((_Seq("(", ")", (-sympy.oo, point)), _Seq("(", ")", (point, sympy.oo))))
+    if "\\ne" in relations:
+        raise Unreadable("mixed inequality")
+    lower = [r in ("<", "\\le") for r in relations]
     if len(set(lower)) != 1:
         raise Unreadable("mixed inequality")
     strict = [r in ("<", ">") for r in relations]
     if not lower[0]:
         sides, strict = sides[::-1], strict[::-1]
-    variable = [i for i, side in enumerate(sides) if _LONE_SYMBOL.match(side)]
+    absolute = re.fullmatch(r"\|\s*([a-zA-Z])\s*\|", sides[0] if len(relations) == 1 else "")
+    if absolute is not None:  # |x| < a (sides put in "less than" order: |x| is on the left)
+        bound = _bound(sides[1])
+        if _sign(bound) <= 0:
+            raise Unreadable("a nonpositive bound on |x|")
+        close = ")" if strict[0] else "]"
+        return _Seq("(" if strict[0] else "[", close, (-bound, bound))
+    absolute = re.fullmatch(r"\|\s*([a-zA-Z])\s*\|", sides[1] if len(relations) == 1 else "")
+    if absolute is not None:  # a < |x|
+        bound = _bound(sides[0])
+        if _sign(bound) <= 0:
+            raise Unreadable("a nonpositive bound on |x|")
+        inner = ")" if strict[0] else "]"
+        return _Bag((_Seq("(", inner, (-sympy.oo, -bound)), _Seq("(" if strict[0] else "[", ")", (bound, sympy.oo))))
     if len(relations) == 2:
-        if 1 not in variable:
+        absolute = re.fullmatch(r"\|\s*([a-zA-Z])\s*\|", sides[1])
+        low, high = _bound(sides[0]), _bound(sides[2])
+        if absolute is not None and (low.is_zero or _sign(low) > 0):
+            left, right = ("(" if strict[1] else "["), (")" if strict[1] else "]")
+            if low.is_zero:
+                if strict[0]:
+                    return _Bag((_Seq(left, ")", (-high, 0)), _Seq("(", right, (0, high))))
+                return _Seq(left, right, (-high, high))
+            inner_left, inner_right = ("(" if strict[0] else "["), (")" if strict[0] else "]")
+            return _Bag((_Seq(left, inner_right, (-high, -low)), _Seq(inner_left, right, (low, high))))
+        if not _LONE_SYMBOL.match(sides[1]):
             raise Unreadable("no variable in the middle")
-        low, high = parse_expression(sides[0]), parse_expression(sides[2])
         return _Seq("(" if strict[0] else "[", ")" if strict[1] else "]", (low, high))
-    if variable == [0] or (0 in variable and 1 not in variable):
-        return _Seq("(", ")" if strict[0] else "]", (-sympy.oo, parse_expression(sides[1])))
-    if 1 in variable:
-        return _Seq("(" if strict[0] else "[", ")", (parse_expression(sides[0]), sympy.oo))
-    raise Unreadable("no variable in the inequality")
+    left, right = parse_expression(sides[0]), parse_expression(sides[1])
+    difference = left - right  # difference < 0 (or <= 0)
+    symbols = difference.free_symbols
+    if len(symbols) != 1:
+        raise Unreadable("no single variable in the inequality")
+    (symbol,) = symbols
+    slope = difference.diff(symbol)
+    if slope.free_symbols or slope.is_zero:
+        raise Unreadable("not a linear inequality")
+    intercept = difference.subs(symbol, 0)
+    root = -intercept / slope
+    if _sign(slope) > 0:  # symbol < root
+        return _Seq("(", ")" if strict[0] else "]", (-sympy.oo, root))
+    return _Seq("(" if strict[0] else "[", ")", (root, sympy.oo))
 
 
 # ---------------------------------------------------------------------------------------------
 # Equality
+
+_INLINE_MATH_SPANS = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.S)
 
 _POINTS = (
     (sympy.Rational(7, 5), sympy.Rational(-3, 11), sympy.Rational(13, 7)),
@@ -817,6 +1082,24 @@ def values_equal(answer: object, gold: object) -> bool:
         )
     if isinstance(answer, _Bag) and isinstance(gold, _Bag):
         return _bags_equal(list(answer.items), list(gold.items))
+    if isinstance(answer, _Named) and isinstance(gold, _Named):
+        if sorted(answer.names) == sorted(gold.names) and answer.names != gold.names:
+            order = {name: i for i, name in enumerate(answer.names)}
+            return all(values_equal(answer.values[order[n]], v) for n, v in zip(gold.names, gold.values))
+        return _in_order(answer.values, gold.values)
+    if isinstance(answer, (_Named, _Seq, _Bag)) and isinstance(gold, (_Named, _Seq, _Bag)):
+        # a tuple written three ways: "(5, 2)", "5, 2" (a bare list, in the same order), "p = 5, q = 2"
+        def items(value: object) -> tuple[object, ...] | None:
+            if isinstance(value, _Named):
+                return value.values
+            if isinstance(value, _Bag):
+                return value.items if value.bare else None
+            return value.items if (value.open, value.close) == ("(", ")") else None
+
+        a_items, g_items = items(answer), items(gold)
+        if isinstance(answer, _Seq) and isinstance(gold, _Seq) or a_items is None or g_items is None:
+            return False
+        return _in_order(a_items, g_items)
     if isinstance(answer, _Equation) and isinstance(gold, _Equation):
         return _equations_equal(answer.difference, gold.difference)
     if isinstance(answer, _Text) and isinstance(gold, _Text):
@@ -824,8 +1107,22 @@ def values_equal(answer: object, gold: object) -> bool:
     return False
 
 
+def _in_order(answer: tuple[object, ...], gold: tuple[object, ...]) -> bool:
+    return len(answer) == len(gold) and all(values_equal(x, y) for x, y in zip(answer, gold))
+
+
+def _distinct(items: list[object]) -> list[object]:
+    """``items`` without repeats (a solution listed twice is one solution)."""
+    kept: list[object] = []
+    for item in items:
+        if not any(values_equal(item, other) for other in kept):
+            kept.append(item)
+    return kept
+
+
 def _bags_equal(answer: list[object], gold: list[object]) -> bool:
-    """Multiset equality under :func:`values_equal` (greedy matching; bags are small)."""
+    """Set equality under :func:`values_equal` (greedy matching; bags are small)."""
+    answer, gold = _distinct(answer), _distinct(gold)
     if len(answer) != len(gold):
         return False
     remaining = list(gold)
@@ -840,6 +1137,12 @@ def _bags_equal(answer: list[object], gold: list[object]) -> bool:
 def _text_key(text: str) -> str:
     """Words compared as lower-case letters and digits (``\\text{Evelyn}`` = ``evelyn``)."""
     return re.sub(r"\\text|\\mathrm|[^a-z0-9.+\-]", "", text.lower())
+
+
+def _named_value(text: str) -> str:
+    """The right-hand side of "name = value" ("V_1:V_2 = 11:21" is "11:21"), else ``text``."""
+    sides = _split_top(text, "=")
+    return sides[1] if len(sides) == 2 and _is_name(sides[0]) and sides[1].strip() else text
 
 
 def _spelling_key(text: str) -> str:
@@ -862,6 +1165,7 @@ def _read(text: str, strip_variable: bool = True) -> object:
 
 
 _DECIMAL = re.compile(r"^-?\d*\.(\d+)$")
+_CHOICE = re.compile(r"^(?:\(([A-E])\)|([A-E])[.)])\s+(\S.*)$")
 
 
 @functools.lru_cache(maxsize=2048)
@@ -875,11 +1179,17 @@ def equivalent(answer: str, gold: str, policy: VerifyPolicy = VerifyPolicy()) ->
     a_text, g_text = norm_answer.text, norm_gold.text
     if not a_text.strip() or not g_text.strip():  # "\\$" or "\\text{}" is no answer
         return False
+    choice = _CHOICE.match(g_text)
+    if choice is not None:  # a gold "(C) 12" or "C. x = 42": the letter or the value
+        return any(equivalent(answer, part, policy) for part in (choice.group(1) or choice.group(2), choice.group(3)))
+    chosen = _CHOICE.match(a_text)
+    if chosen is not None and re.fullmatch(r"\(?([A-E])\)?", g_text):  # "C. x = 42" names choice C
+        return (chosen.group(1) or chosen.group(2)) == g_text.strip("()")
     if a_text.replace(" ", "") == g_text.replace(" ", ""):
         return True
     a_value, g_value = _read(a_text), _read(g_text)
     if a_value is None or g_value is None:
-        return _spelling_key(a_text) == _spelling_key(g_text)
+        return _spelling_key(_named_value(a_text)) == _spelling_key(_named_value(g_text))
     if isinstance(a_value, _Text) != isinstance(g_value, _Text):
         return False
     if values_equal(a_value, g_value):
@@ -888,6 +1198,11 @@ def equivalent(answer: str, gold: str, policy: VerifyPolicy = VerifyPolicy()) ->
         a_equation, g_equation = _read(a_text, strip_variable=False), _read(g_text, strip_variable=False)
         if isinstance(a_equation, _Equation) and isinstance(g_equation, _Equation):
             return _equations_equal(a_equation.difference, g_equation.difference)
+    if policy.percent != "strict" and norm_answer.percent and not norm_gold.percent:
+        # "10%" is the number 0.1 too: a percent sign on the answer never makes a right value wrong
+        if isinstance(a_value, sympy.Basic) and isinstance(g_value, sympy.Basic) and a_value.is_number:
+            if _expressions_equal(a_value / 100, g_value):
+                return True
     if policy.percent == "either" and norm_answer.percent != norm_gold.percent:
         if isinstance(a_value, sympy.Basic) and isinstance(g_value, sympy.Basic):
             scaled = a_value / 100 if norm_answer.percent else a_value * 100
@@ -911,12 +1226,29 @@ def _is_collection(text: str) -> bool:
     return isinstance(value, _Bag) and len(value.items) > 1
 
 
-def _gold_answer(gold: str) -> str:
-    """The gold answer: its last ``\\boxed{}`` when it has one, else the whole string."""
-    if "\\boxed" in gold or "\\fbox" in gold:
-        boxed = extract_answer(gold)
-        if boxed is not None:
-            return boxed
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_GOLD_OR = re.compile(r"\s*,?\s*(?:\\text\s*\{\s*or\s*\}|(?<![A-Za-z])or(?![A-Za-z]))\s*")
+
+
+def gold_answer(gold: str) -> str:
+    """The gold answer, read through the same path as a completion's: every ``\\boxed{}`` in it (several
+    form a list: ``\\boxed{1}\\boxed{2}``), else, for a worked solution, the answer the lenient
+    extraction finds in it, else the whole string. "or" in a gold lists solutions ("(11,7) or (7,11)")."""
+    if len(gold) > 20 * MAX_ANSWER_CHARS:
+        return gold
+    if "boxed" in gold or "fbox" in gold:
+        boxes = all_boxed(gold)
+        if boxes:
+            return boxes[0] if len(boxes) == 1 else ", ".join(boxes)
+        unclosed = re.search(r"\\{1,2}(?:boxed|fbox)\s*\{(.*)$", gold, re.S)  # a gold's box left open
+        if unclosed is not None and unclosed.group(1).strip():
+            gold = unclosed.group(1)
+    if len(gold) > 30 and len(_WORD.findall(_INLINE_MATH_SPANS.sub(" ", gold))) >= 6:  # a worked solution
+        found = extract_answer(gold)
+        if found is not None:
+            gold = found
+    if re.search(r"(?<![A-Za-z])or(?![A-Za-z])", gold) and not re.search(r"[A-Za-z]{2,}\s+or\s+[A-Za-z]{2,}", gold):
+        gold = _GOLD_OR.sub(", ", gold)
     return gold
 
 
@@ -924,17 +1256,23 @@ def check(completion: str, gold: str, *, policy: VerifyPolicy = VerifyPolicy(), 
     """Extract the answer from ``completion`` and compare it with ``gold``; never raises."""
     answer: str | None = None
     try:
-        candidates = extract_candidates(completion, truncated=truncated)
+        candidates = extract_candidates(completion, truncated=truncated, mode=policy.mode)
         if not candidates:
             return Verdict(False, None)
-        gold_answer = _gold_answer(gold)
+        gold_text = gold_answer(gold)
         if len(candidates) > 1 and not all(equivalent(c, candidates[-1], policy) for c in candidates[:-1]):
             # "3 or 4" hedges between values, which is no answer, unless the gold is exactly
-            # those values ("x = 3 or x = 4" solves an equation whose solutions are 3 and 4)
+            # those values ("x = 3 or x = 4" solves an equation whose solutions are 3 and 4);
+            # a hedge between lists ("\boxed{-5, 2} or \boxed{2}") is never a list
             listed = ", ".join(candidates)
-            return Verdict(_is_collection(gold_answer) and equivalent(listed, gold_answer, policy), listed)
+            single = not any(_is_collection(c) for c in candidates)
+            distinct = all(
+                not equivalent(a, b, policy) for i, a in enumerate(candidates) for b in candidates[i + 1 :]
+            )
+            correct = single and distinct and _is_collection(gold_text) and equivalent(listed, gold_text, policy)
+            return Verdict(correct, listed)
         answer = candidates[-1]
-        return Verdict(equivalent(answer, gold_answer, policy), answer)
+        return Verdict(equivalent(answer, gold_text, policy), answer)
     except Exception as err:  # an internal failure is reported, not raised: see Verdict.error
         return Verdict(False, answer, f"{type(err).__name__}: {err}"[:500])
 

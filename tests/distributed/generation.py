@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 
 from lightning_grpo.models import load_causal_lm, load_tokenizer
-from lightning_grpo.rollout import GroupSampler
+from lightning_grpo.sampling import HFSampler, SamplingParams
 from lightning_grpo.sharding import fully_shard_causal_lm, gathered_for_generation
 
 
@@ -65,7 +65,7 @@ def main() -> None:
     sharded = fully_shard_causal_lm(load_causal_lm(model_dir), mesh)
     layers = sharded.config.num_hidden_layers
 
-    sampler = GroupSampler(group_size=4, max_new_tokens=24, temperature=1.0)
+    sampler, params = HFSampler(), SamplingParams(num_samples=4, max_new_tokens=24, temperature=1.0)
     prompts = tokenizer([f"{rank + 3}+{rank + 40}=", "7+8="], padding=True, return_tensors="pt", add_special_tokens=False)
     # Rank 0 stops on any of 40 ids (its completions end within a few tokens); rank 1 only on EOS.
     eos_ids = sorted({tokenizer.eos_token_id, *range(3, 43)}) if rank == 0 else [tokenizer.eos_token_id]
@@ -74,7 +74,7 @@ def main() -> None:
     def sample(model: torch.nn.Module, seed: int) -> tuple[torch.Tensor, float]:
         torch.manual_seed(seed)
         start = time.perf_counter()
-        sequences, _, _ = sampler.sample(model, prompts["input_ids"], prompts["attention_mask"], eos_ids, pad_id)
+        sequences = sampler.sample(model, prompts["input_ids"], prompts["attention_mask"], params, eos_ids, pad_id).sequences
         return sequences, time.perf_counter() - start
 
     results: dict[str, object] = {"world_size": world, "layers": layers}
@@ -129,8 +129,8 @@ def main() -> None:
             sample(sharded, seed + i)
         timings["fsdp2_gathered_once"].append(time.perf_counter() - start)
     results["generate_s_mean"] = {k: sum(v) / len(v) for k, v in timings.items()}
-    results["generate_rows"] = int(prompts["input_ids"].shape[0] * sampler.group_size)
-    results["generate_new_tokens"] = sampler.max_new_tokens
+    results["generate_rows"] = int(prompts["input_ids"].shape[0] * params.num_samples)
+    results["generate_new_tokens"] = params.max_new_tokens
 
     gathered = [None] * world
     dist.all_gather_object(gathered, results)

@@ -26,7 +26,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives.grpo import GRPO
-from lightning_grpo.rollout import Rollout, completion_mask_from_ids
+from lightning_grpo.rollout import Rollout
+from lightning_grpo.sampling import completion_mask_from_ids
 from lightning_grpo.sources import Arithmetic
 
 PROMPTS_PER_STEP = 4  # global groups per rollout
@@ -80,7 +81,7 @@ class FixedRolloutData(RolloutDataModule):
             group_ids=(torch.arange(n) // g).to(device),
             group_size=g,
             prompt_length=PROMPT_LEN,
-            temperature=self.sampler.temperature,
+            temperature=self.sampling.temperature,
             max_new_tokens=MAX_NEW_TOKENS,
             prompts=[""] * p,
             completions=[""] * n,

@@ -16,7 +16,7 @@ runs the same arithmetic with the model's own parameters and nothing else:
 It computes what the HF forward computes, up to float rounding (tested against it with left
 padding, GQA, biases, dropped rows). ``supports`` accepts only the architectures whose layer is
 exactly this arithmetic and plain ``nn.Linear`` projections (an adapter such as LoRA wraps them and
-is then not bypassed: the sampler falls back to the HF forward).
+is then not bypassed: the fast sampler then steps through the HF forward, and logs why).
 """
 
 from __future__ import annotations
@@ -37,29 +37,38 @@ class StaticCacheDecoder:
     @staticmethod
     def supports(model: nn.Module) -> bool:
         """True when ``model`` is a causal LM this decoder reproduces exactly (else use the HF forward)."""
+        return StaticCacheDecoder.unsupported_reason(model) is None
+
+    @staticmethod
+    def unsupported_reason(model: nn.Module) -> str | None:
+        """Why this decoder cannot reproduce ``model``'s decode step (None: it can)."""
         config = getattr(model, "config", None)
-        if getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
-            return False
+        model_type = getattr(config, "model_type", None)
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            return f"model type {model_type!r} is not one of {SUPPORTED_MODEL_TYPES}"
         if getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None):
-            return False
+            return "sliding-window attention"
         if any(kind != "full_attention" for kind in (getattr(config, "layer_types", None) or [])):
-            return False
+            return "layers other than full attention"
         rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-        if rope.get("rope_type", rope.get("type")) not in _STATIC_ROPE_TYPES:
-            return False
+        rope_type = rope.get("rope_type", rope.get("type"))
+        if rope_type not in _STATIC_ROPE_TYPES:
+            return f"rope type {rope_type!r}"
         if getattr(config, "pretraining_tp", 1) != 1:
-            return False
+            return "pretraining_tp != 1"
         backbone = getattr(model, "model", None)
         parts = ("embed_tokens", "layers", "norm", "rotary_emb")
         if backbone is None or not all(hasattr(backbone, name) for name in parts):
-            return False
+            return "not a plain decoder stack (an adapter wrapper such as peft's hides it)"
         for layer in backbone.layers:
             attention, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
             linears = [getattr(attention, name, None) for name in ("q_proj", "k_proj", "v_proj", "o_proj")]
             linears += [getattr(mlp, name, None) for name in ("gate_proj", "up_proj", "down_proj")]
             if any(type(linear) is not nn.Linear for linear in linears):
-                return False
-        return type(getattr(model, "lm_head", None)) is nn.Linear
+                return "projections that are not plain nn.Linear (e.g. LoRA adapters)"
+        if type(getattr(model, "lm_head", None)) is not nn.Linear:
+            return "an output layer that is not a plain nn.Linear"
+        return None
 
     def __init__(self, model: PreTrainedModel, prefill: DynamicCache, repeat: int, capacity: int) -> None:
         """Takes the prefill's keys and values ([P, Hkv, Tp, d] per layer), each row repeated ``repeat``

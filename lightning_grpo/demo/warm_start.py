@@ -3,7 +3,9 @@
 A randomly initialised model never answers correctly, so GRPO would see no reward signal. The demo
 therefore starts from a checkpoint made here: a tiny Qwen3-config model with the offline character
 tokenizer, trained briefly with next-token cross-entropy on ``prompt + solution + EOS`` from the same
-prompt source, then saved with ``save_pretrained`` where the policy is loaded from. The run stops
+prompt source in a Lightning run of its own (progress bar, TensorBoard logs and a last checkpoint
+beside the model, in ``<output_dir>_logs``), then saved with ``save_pretrained`` at ``output_dir``,
+where the demo's policy is loaded from. It builds nothing at any other path. The run stops
 early enough that the model is right only part of the time, leaving GRPO something to learn.
 
 How good the starting policy is decides whether GRPO has anything to do: a model that is never right
@@ -20,10 +22,18 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any, Iterator
 
 import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
+from transformers import PreTrainedTokenizerBase
 
-from lightning_grpo.models import build_char_tokenizer, build_tiny_qwen3
+from lightning_grpo.demo.tiny_model import build_char_tokenizer, build_tiny_qwen3
 from lightning_grpo.rewards.base import RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.sources import PromptSource
@@ -32,6 +42,7 @@ from lightning_grpo.sources import PromptSource
 class WarmStart:
     def __init__(
         self,
+        output_dir: str = "runs/demo/warm_start",
         steps: int = 300,
         batch_size: int = 64,
         learning_rate: float = 3e-3,
@@ -51,6 +62,8 @@ class WarmStart:
     ) -> None:
         """
         Args:
+            output_dir: where the demo model is built and saved; the warm start runs only when the
+                run's ``model.model_name_or_path`` is this path and no model is there yet.
             steps: supervised optimizer steps (the knob that sets how good the starting policy is).
             batch_size: examples per step.
             learning_rate: AdamW learning rate, with linear decay to 0.
@@ -76,6 +89,7 @@ class WarmStart:
             raise ValueError(f"target_accuracy must be in (0, 1] or None, got {target_accuracy}")
         if eval_every < 1 or eval_prompts < 1:
             raise ValueError(f"need eval_every >= 1 and eval_prompts >= 1; got {eval_every}, {eval_prompts}")
+        self.output_dir = output_dir
         self.steps = steps
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -97,10 +111,21 @@ class WarmStart:
         self.steps_done = 0
         self.accuracy: dict[str, float] = {}
 
-    def run(self, output_dir: str, source: PromptSource) -> None:
-        """Build, train and save the model at ``output_dir`` unless a model is already there."""
-        out = Path(output_dir)
+    def run(self, model_name_or_path: str, source: PromptSource) -> None:
+        """Build, train and save the demo model at ``output_dir`` if the run's policy is that path and it is empty.
+
+        Never builds anywhere else: a policy path other than ``output_dir`` (a hub id, the user's own
+        checkpoint) is left alone and the warm start says so.
+        """
+        out = Path(self.output_dir)
+        if Path(model_name_or_path).expanduser().resolve() != out.expanduser().resolve():
+            rank_zero_info(
+                f"warm start skipped: it builds the demo model at {self.output_dir!r} only, and the policy is "
+                f"{model_name_or_path!r} (remove the warm_start section to silence this)"
+            )
+            return
         if (out / "config.json").exists():
+            rank_zero_info(f"warm start: reusing the demo model at {out} (delete the folder to build it again)")
             return
         if int(os.environ.get("LOCAL_RANK", "0")) != 0:
             _wait_for(out / "config.json")
@@ -109,51 +134,54 @@ class WarmStart:
         shutil.rmtree(tmp, ignore_errors=True)
         tokenizer = build_char_tokenizer()
         model = build_tiny_qwen3(tokenizer, seed=self.seed, **self.sizes)
+        rank_zero_info(
+            f"warm start: building the demo model at {out}: a randomly initialised Qwen3 of "
+            f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters with a character tokenizer, then "
+            f"supervised on the task for up to {self.steps} steps"
+            + (f" (stopping at {self.target_accuracy:.0%} sampled accuracy)" if self.target_accuracy else "")
+        )
         start = time.perf_counter()
-        loss = self.train(model, tokenizer, source)
+        loss = self.train(model, tokenizer, source, log_dir=out.with_name(out.name + "_logs"))
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         tmp.rename(out)
         accuracy = ", ".join(f"{k} accuracy {v:.2f}" for k, v in self.accuracy.items())
-        print(
+        rank_zero_info(
             f"warm start: {self.steps_done} supervised steps in {time.perf_counter() - start:.0f} s, final loss "
             f"{loss:.3f}{', ' + accuracy if accuracy else ''} -> {out}"
         )
 
-    def train(self, model: torch.nn.Module, tokenizer, source: PromptSource) -> float:  # type: ignore[no-untyped-def]
+    def train(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, source: PromptSource, log_dir: Path | None = None) -> float:
+        """Supervise ``model`` in a Lightning run (progress bar, TensorBoard logs and a last checkpoint in ``log_dir``)."""
         table = source.load("train")
-        examples = [
-            (self.prompt_template.format(question=q), s) for q, s in zip(table["question"], table["solution"])
-        ]
+        examples = [(self.prompt_template.format(question=q), s) for q, s in zip(table["question"], table["solution"])]
         probe = self._probe(source, tokenizer) if self.target_accuracy is not None else None
-        generator = torch.Generator().manual_seed(self.seed)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.learning_rate, weight_decay=0.0)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / max(self.steps, 1))
-        model.train()
-        loss = torch.tensor(float("nan"))
-        self.steps_done, self.accuracy, sampled = 0, {}, float("nan")
-        for step in range(1, self.steps + 1):
-            picks = torch.randint(len(examples), (self.batch_size,), generator=generator).tolist()
-            noisy = (torch.rand(self.batch_size, generator=generator) < self.label_noise).tolist()
-            pairs = [(examples[i][0], _change_a_digit(examples[i][1], generator) if n else examples[i][1]) for i, n in zip(picks, noisy)]
-            input_ids, labels = _supervised_batch(pairs, tokenizer)
-            loss = model(input_ids=input_ids, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            schedule.step()
-            self.steps_done = step
-            if probe is not None and (step % self.eval_every == 0 or step == self.steps):
-                sampled = _accuracy(model, tokenizer, *probe, self.reward, sample=True, seed=self.seed + step)
-                if sampled >= self.target_accuracy:  # type: ignore[operator]
-                    break
+        task = SupervisedWarmStart(model, tokenizer, self, probe)
+        stream = NoisyExamples(examples, tokenizer, self.batch_size, self.label_noise, self.seed)
+        trainer = Trainer(
+            accelerator="cpu",
+            devices=1,
+            max_steps=self.steps,
+            gradient_clip_val=1.0,
+            logger=TensorBoardLogger(str(log_dir.parent), name=log_dir.name) if log_dir is not None else False,
+            enable_checkpointing=log_dir is not None,
+            callbacks=[ModelCheckpoint(dirpath=str(log_dir / "checkpoints"), save_last=True, save_top_k=0)]
+            if log_dir is not None else None,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=10,
+            default_root_dir=str(log_dir) if log_dir is not None else None,
+        )
+        if self.steps > 0:
+            trainer.fit(task, train_dataloaders=DataLoader(stream, batch_size=None))
+        self.steps_done = trainer.global_step
         model.eval()
         if probe is not None:
-            if self.steps_done == 0:
+            sampled = task.last_sampled
+            if self.steps_done == 0 or sampled is None:
                 sampled = _accuracy(model, tokenizer, *probe, self.reward, sample=True, seed=self.seed)
             self.accuracy = {"sampled": sampled, "greedy": _accuracy(model, tokenizer, *probe, self.reward, sample=False, seed=0)}
-        return float(loss.detach())
+        return task.last_loss
 
     def _probe(self, source: PromptSource, tokenizer) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:  # type: ignore[no-untyped-def]
         """Left-padded ids [n, T], attention mask [n, T], golds and completion budget of the accuracy check."""
@@ -231,3 +259,62 @@ def _wait_for(path: Path, timeout_s: float = 1800.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"rank 0 did not write the warm-start model {path} within {timeout_s:.0f} s")
         time.sleep(1.0)
+
+
+class NoisyExamples(IterableDataset):
+    """Endless supervised batches (input ids, labels) of ``batch_size`` examples, a share with a digit changed."""
+
+    def __init__(
+        self, examples: list[tuple[str, str]], tokenizer: PreTrainedTokenizerBase, batch_size: int, label_noise: float, seed: int
+    ) -> None:
+        self.examples, self.tokenizer = examples, tokenizer
+        self.batch_size, self.label_noise, self.seed = batch_size, label_noise, seed
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(self.seed)
+        while True:
+            picks = torch.randint(len(self.examples), (self.batch_size,), generator=generator).tolist()
+            noisy = (torch.rand(self.batch_size, generator=generator) < self.label_noise).tolist()
+            pairs = [
+                (self.examples[i][0], _change_a_digit(self.examples[i][1], generator) if n else self.examples[i][1])
+                for i, n in zip(picks, noisy)
+            ]
+            yield _supervised_batch(pairs, self.tokenizer)  # [B, T] each
+
+
+class SupervisedWarmStart(LightningModule):
+    """Next-token cross-entropy on prompt + solution + EOS; stops once the sampled accuracy reaches the target."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        config: WarmStart,
+        probe: tuple[torch.Tensor, torch.Tensor, list[str], int] | None,
+    ) -> None:
+        super().__init__()
+        self.model, self.tokenizer, self.config, self.probe = model, tokenizer, config, probe
+        self.last_loss = float("nan")
+        self.last_sampled: float | None = None
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        input_ids, labels = batch  # [B, T] each
+        loss = self.model(input_ids=input_ids, labels=labels).loss
+        self.last_loss = float(loss.detach())
+        self.log("warm_start/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step, config = self.global_step, self.config
+        if self.probe is None or not (step % config.eval_every == 0 or step == config.steps):
+            return
+        self.last_sampled = _accuracy(self.model, self.tokenizer, *self.probe, config.reward, sample=True, seed=config.seed + step)
+        self.log("warm_start/sampled_accuracy", self.last_sampled, prog_bar=True)
+        if self.last_sampled >= config.target_accuracy:  # type: ignore[operator]
+            self.trainer.should_stop = True
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.learning_rate, weight_decay=0.0)
+        total = max(self.config.steps, 1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from lightning_grpo.demo.countdown import (
     Countdown,
@@ -13,6 +14,7 @@ from lightning_grpo.demo.countdown import (
     parse_gold,
 )
 from lightning_grpo.rewards.base import RewardBatch, RewardComposer
+from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.rewards.length import AGPOLengthReward
 
 
@@ -117,3 +119,36 @@ def test_reward_in_a_batch_and_with_agpo_length_reward() -> None:
     reward = CountdownReward()
     assert reward.extract(" 9 * 5 - 7 + 3") == "9*5-7+3"
     assert reward.extract("9*5-") is None
+
+
+class _Teacher(torch.nn.Module):
+    """A stand-in policy whose ``generate`` writes fixed completions after the prompts."""
+
+    def __init__(self, tokenizer, completions: list[str]) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.tokenizer, self.completions, self.budgets = tokenizer, completions, []
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, **kwargs):  # type: ignore[no-untyped-def]
+        self.budgets.append(max_new_tokens)
+        rows = [self.tokenizer(c, add_special_tokens=False)["input_ids"][:max_new_tokens] for c in self.completions]
+        out = torch.full((len(rows), max_new_tokens), self.tokenizer.pad_token_id)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        return torch.cat([input_ids, out], dim=1)
+
+
+def test_warm_start_accuracy_check_judges_countdown_with_its_reward() -> None:
+    from lightning_grpo.demo import warm_start
+    from lightning_grpo.demo.tiny_model import build_char_tokenizer
+
+    tokenizer = build_char_tokenizer()
+    source = Countdown(num_numbers=3, num_train=20, num_validation=4, seed=1)
+    table = source.load("validation")
+    ws = warm_start.WarmStart(eval_prompts=4, target_accuracy=0.5, reward=CountdownReward())
+    probe = ws._probe(source, tokenizer)
+    right = list(table["solution"])  # the teacher's expressions: all right, though none is the gold text
+    teacher = _Teacher(tokenizer, right[:2] + ["1+1+1+1", right[3] + "+0"])
+    accuracy = warm_start._accuracy(teacher, tokenizer, *probe, ws.reward, sample=False, seed=0)
+    assert accuracy == pytest.approx(0.5)
+    assert teacher.budgets[0] > max(len(s) for s in table["solution"])  # room for the longest teacher expression and EOS
+    assert isinstance(warm_start.WarmStart().reward, ExactInteger)  # default: the arithmetic demo's

@@ -492,7 +492,7 @@ def main() -> None:
         execute(start)
     start_metrics = {t: v[-1][1] for t, v in read_scalars(start.log_dir / "version_0").items() if t.startswith("val/")}
 
-    specs = [run_spec(r, s, args) for r in args.objectives for s in args.seeds]
+    specs = [run_spec(r, s, args) for s in args.seeds for r in args.objectives]  # seed by seed: a cut-short run leaves whole seeds
     records: dict[tuple[str, int], dict[str, Any]] = {}
     todo = []
     for spec in specs:

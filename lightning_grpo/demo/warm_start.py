@@ -183,8 +183,8 @@ class WarmStart:
             self.accuracy = {"sampled": sampled, "greedy": _accuracy(model, tokenizer, *probe, self.reward, sample=False, seed=0)}
         return task.last_loss
 
-    def _probe(self, source: PromptSource, tokenizer) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:  # type: ignore[no-untyped-def]
-        """Left-padded ids [n, T], attention mask [n, T], golds and completion budget of the accuracy check."""
+    def _probe(self, source: PromptSource, tokenizer) -> tuple[torch.Tensor, torch.Tensor, list[str]]:  # type: ignore[no-untyped-def]
+        """Left-padded ids [n, T], attention mask [n, T] and golds of the accuracy check's prompts."""
         try:
             table = source.load("validation")
         except (ValueError, FileNotFoundError):
@@ -200,16 +200,16 @@ class WarmStart:
         for i, r in enumerate(rows):
             input_ids[i, width - len(r) :] = torch.tensor(r)
             attention_mask[i, width - len(r) :] = 1
-        targets = list(table["answer"][:n]) + list(table["solution"][:n])  # the gold need not be the answer text
-        budget = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in targets) + 2
-        return input_ids, attention_mask, list(table["answer"][:n]), budget
+        return input_ids, attention_mask, list(table["answer"][:n])
 
 
 @torch.no_grad()
-def _accuracy(model, tokenizer, input_ids, attention_mask, golds, budget, reward, sample: bool, seed: int) -> float:  # type: ignore[no-untyped-def]
-    """Fraction of prompts whose completion (temperature 1 or greedy, ``budget`` new tokens) ``reward`` finds correct."""
+def _accuracy(model, tokenizer, input_ids, attention_mask, golds, reward, sample: bool, seed: int) -> float:  # type: ignore[no-untyped-def]
+    """Fraction of prompts whose completion (temperature 1 or greedy) ``reward`` finds correct."""
     was_training = model.training
     model.eval()
+    # As long as the gold's text: the bare integer, or Countdown's "target|numbers", longer than its expressions.
+    budget = max(len(tokenizer(g, add_special_tokens=False)["input_ids"]) for g in golds) + 2
     sampling = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0) if sample else dict(do_sample=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -290,7 +290,7 @@ class SupervisedWarmStart(LightningModule):
         model: nn.Module,
         tokenizer: PreTrainedTokenizerBase,
         config: WarmStart,
-        probe: tuple[torch.Tensor, torch.Tensor, list[str], int] | None,
+        probe: tuple[torch.Tensor, torch.Tensor, list[str]] | None,
     ) -> None:
         super().__init__()
         self.model, self.tokenizer, self.config, self.probe = model, tokenizer, config, probe

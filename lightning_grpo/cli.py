@@ -4,15 +4,29 @@ The data module's tokenizer is linked to the policy's path, so a config names th
 demo's optional ``warm_start`` section builds and supervises its tiny model at ``warm_start.output_dir``
 before ``fit`` when the policy is loaded from that path and nothing is there yet; it never builds a
 stand-in anywhere else.
+
+Every run also gets what :mod:`lightning_grpo.callbacks` provides (unless the config already has one
+of a kind or turns it off): an interrupt checkpoint, a progress bar counting optimizer steps, a model
+summary without unmeasured FLOPs; checkpoints are written atomically and verified on load
+(:class:`~lightning_grpo.checkpoint_io.AtomicCheckpointIO`) unless the config names another checkpoint
+IO; and Lightning messages whose premise does not hold here are silenced (:mod:`lightning_grpo.quiet`).
 """
 
 from __future__ import annotations
 
-from lightning.pytorch.cli import LightningCLI
+from typing import Any
 
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelSummary
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
+
+from lightning_grpo.callbacks import default_callbacks
+from lightning_grpo.checkpoint_io import AtomicCheckpointIO
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.demo.warm_start import WarmStart
+from lightning_grpo.quiet import silence_handled_messages
 
 
 class GRPOCLI(LightningCLI):
@@ -26,6 +40,18 @@ class GRPOCLI(LightningCLI):
             "policy is that path and it is missing.",
         )
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer_args = self.config_init[self.subcommand].get("trainer") or {}
+        callbacks = _as_list(trainer_args.get("callbacks"))
+        plugins = _as_list(trainer_args.get("plugins"))
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
+        extra = default_callbacks(callbacks, trainer_args)
+        if any(isinstance(c, ModelSummary) for c in extra):
+            kwargs.setdefault("enable_model_summary", False)  # ours replaces Lightning's default one
+        kwargs.setdefault("callbacks", [*callbacks, *extra])
+        return super().instantiate_trainer(**kwargs)
+
     def before_fit(self) -> None:
         self._warm_start()
 
@@ -38,7 +64,14 @@ class GRPOCLI(LightningCLI):
             warm_start.run(self.model.hparams.model_name_or_path, self.datamodule.source)
 
 
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def main(args: list[str] | None = None) -> None:
+    silence_handled_messages()
     GRPOCLI(
         GRPOModule,
         RolloutDataModule,

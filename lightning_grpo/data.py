@@ -179,6 +179,8 @@ class RolloutDataModule(LightningDataModule):
         if not self.tokenizer_name:
             raise ValueError("no tokenizer given: set data.tokenizer (the CLI links model.model_name_or_path)")
         self.tokenizer = load_tokenizer(self.tokenizer_name)
+        for fn in self.composer.functions:
+            fn.setup()  # e.g. MathReward's verifier worker pool, before the first rollout instead of in it
         _ = self.prompts_per_rank  # validates divisibility early
         self.max_prompt_tokens = self._context_length() - self.sampling.max_new_tokens
         if self.max_prompt_tokens < 1:
@@ -228,6 +230,7 @@ class RolloutDataModule(LightningDataModule):
         return self.trainer.global_rank if self.trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
+        _require_an_end(self.trainer)
         stream = PromptStream(
             self.datasets["train"], self.prompts_per_rank, self.seed, self.rank, self.world_size, self.collate,
             next_batch=lambda: self.batches_consumed,
@@ -318,10 +321,14 @@ class RolloutDataModule(LightningDataModule):
         """``params.num_samples`` completions per prompt of ``batch`` with the live policy, seeded by ``seed``.
 
         The global RNG is forked, so sampling leaves it as it was (training draws stay reproducible).
+        Sampling runs in the trainer's precision context, like the training forward.
         """
         policy = self.trainer.lightning_module.policy
         devices = [batch["input_ids"].device] if batch["input_ids"].is_cuda else []
-        with torch.random.fork_rng(devices=devices), gathered_for_generation(policy):
+        # The trainer's precision context (bf16 autocast under bf16-mixed), as in the training forward:
+        # the sampler then draws from the same numerics the loss sees, with a half-size KV cache.
+        precision = self.trainer.precision_plugin.forward_context()
+        with torch.random.fork_rng(devices=devices), gathered_for_generation(policy), precision:
             torch.manual_seed(seed)
             return self.sampler.sample(
                 policy, batch["input_ids"], batch["attention_mask"], params,
@@ -359,4 +366,19 @@ class RolloutDataModule(LightningDataModule):
         self.rollouts_sampled = int(state_dict["rollouts_sampled"])
         self.batches_consumed = int(state_dict.get("batches_consumed", 0))
         self.extra_batches_consumed = int(state_dict.get("extra_batches_consumed", 0))
+
+
+def _require_an_end(trainer: Any) -> None:
+    """The prompt stream is endless: a fit needs max_steps (or a batch limit per epoch, or max_time)."""
+    if trainer is None or trainer.max_steps >= 0:
+        return
+    from lightning.pytorch.callbacks import Timer
+
+    batch_limit = isinstance(trainer.limit_train_batches, int) and trainer.max_epochs not in (None, -1)
+    if not batch_limit and not any(isinstance(c, Timer) for c in trainer.callbacks):
+        raise ValueError(
+            "trainer.max_steps is not set, but the training prompts are an endless stream (each data epoch "
+            "a new permutation), so the run would not end: set trainer.max_steps (optimizer steps), or "
+            "trainer.max_time, or trainer.limit_train_batches with trainer.max_epochs"
+        )
 

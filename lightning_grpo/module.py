@@ -182,6 +182,7 @@ class GRPOModule(LightningModule):
         self.reference: torch.nn.Module | None = None
         self.skipped_updates = 0
         self.val_metric: EvalAccumulator | None = None  # built at the first validation batch (k = its n)
+        self.checkpoint_step = 0  # optimizer steps of the loaded checkpoint (0: none loaded)
 
     def setup(self, stage: str) -> None:
         group_size = getattr(getattr(self.trainer, "datamodule", None), "group_size", None)
@@ -221,6 +222,7 @@ class GRPOModule(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.skipped_updates = int(checkpoint.get("skipped_updates", 0))
+        self.checkpoint_step = int(checkpoint.get("global_step", 0))  # what `validate --ckpt_path` reports
         if "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
 
@@ -343,6 +345,8 @@ class GRPOModule(LightningModule):
         mini_size = n // hp.updates_per_rollout
         for epoch in range(hp.epochs):
             for update, mini in enumerate(torch.arange(n, device=mask.device).split(mini_size)):
+                if self._max_steps_reached():  # trainer.max_steps counts optimizer steps, also mid-rollout
+                    break
                 counts = self._all_sum(torch.stack([(mask[mini].sum(1) > 0).sum().float(), mask[mini].sum()]))
                 if counts[1].item() == 0:  # equal on every rank, so every rank skips
                     empty_minibatches += 1
@@ -376,6 +380,10 @@ class GRPOModule(LightningModule):
         update_s = time.perf_counter() - start
         adv_metrics = {**adv_metrics, "empty_minibatches": torch.tensor(float(empty_minibatches))}
         self._log_step(rollout, mask, advantages, adv_metrics, sums, entropy_sum, logp_mismatch, grad_norms, update_s)
+
+    def _max_steps_reached(self) -> bool:
+        max_steps = self._trainer.max_steps if self._trainer is not None else -1
+        return 0 <= max_steps <= self.global_step
 
     def _clip_and_step(self, optimizer: Any, scheduler: Any) -> Tensor:
         params = [p for p in self.policy.parameters() if p.grad is not None]
@@ -470,11 +478,16 @@ class GRPOModule(LightningModule):
             return
         values = self.val_metric.compute()  # over all ranks, each prompt once
         self.val_metric.reset()
+        logged = {f"val/{k}": v.to(self.device) for k, v in values.items()}
+        # Outside fit the loops are not restored: the step is the loaded checkpoint's, also on the logger's x axis.
+        step = self.global_step if self.trainer.state.fn == "fit" else self.checkpoint_step
+        if self.trainer.state.fn != "fit":
+            logged["step"] = torch.tensor(float(step), device=self.device)
         # Already global and equal on every rank: no further reduction.
-        self.log_dict({f"val/{k}": v.to(self.device) for k, v in values.items()}, sync_dist=False, rank_zero_only=False)
+        self.log_dict(logged, sync_dist=False, rank_zero_only=False)
         if not self.trainer.sanity_checking:
             summary = ", ".join(f"{k} {v.item():.4g}" for k, v in values.items())
-            rank_zero_info(f"validation at step {self.global_step}: {summary}")
+            rank_zero_info(f"validation at step {step}: {summary}")
 
     def _log_eval_examples(self, batch: EvalBatch) -> None:
         if self.global_rank != 0 or not isinstance(self.logger, TensorBoardLogger) or self.trainer.sanity_checking:

@@ -5,15 +5,18 @@ Global batch k of a data epoch e is a slice of one permutation of the training t
 (seed, k) alone, never on the number of ranks, every prompt of a data epoch is seen once before any
 is repeated, and ranks never share a prompt within a batch.
 
-:class:`PromptStream` is an ``IterableDataset`` (so Lightning injects no ``DistributedSampler``,
-which would re-shuffle and pad) that starts each iteration at the batch the data module says is next.
-A resumed run therefore continues with exactly the prompts an uninterrupted run would have seen;
-Lightning cannot fast-forward a plain ``DataLoader`` mid-epoch and would repeat the epoch's start.
+:class:`PromptStream` is an endless ``IterableDataset``: it starts at the batch the data module says
+is next and runs on across data epochs (a new permutation each), with no ``__len__``. So Lightning
+injects no ``DistributedSampler`` (which would re-shuffle and pad), sees one endless training epoch
+(validation every N rollouts works whatever the dataset's size; there is no mid-epoch position for
+Lightning to lose on resume) and a run ends at ``trainer.max_steps``. A resumed run continues with
+exactly the prompts an uninterrupted run would have seen: the position is the data module's state.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import itertools
+from typing import Any, Callable, Iterator
 
 import torch
 from torch.utils.data import IterableDataset
@@ -39,9 +42,10 @@ def batches_per_epoch(num_rows: int, per_rank: int, world_size: int) -> int:
 
 
 class PromptStream(IterableDataset):
-    """Collated prompt batches of one rank, from the batch ``next_batch()`` names to the epoch's end.
+    """Collated prompt batches of one rank, from the batch ``next_batch()`` names, without end.
 
-    ``len()`` is the number of global batches in one data epoch, so Lightning's epochs match the data's.
+    No ``__len__``: the stream does not end with a data epoch (each data epoch is one permutation of
+    the table, see :func:`batch_indices`), so Lightning treats training as one endless epoch.
     """
 
     def __init__(
@@ -64,12 +68,7 @@ class PromptStream(IterableDataset):
         self.per_epoch = batches_per_epoch(len(table), per_rank, world_size)
         batch_indices(len(table), 0, seed, rank, world_size, per_rank)  # fails early on a too-small table
 
-    def __len__(self) -> int:
-        return self.per_epoch
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        batch = self.next_batch()
-        end = (batch // self.per_epoch + 1) * self.per_epoch  # the end of the current data epoch
-        for k in range(batch, end):
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for k in itertools.count(self.next_batch()):
             rows = batch_indices(len(self.table), k, self.seed, self.rank, self.world_size, self.per_rank)
             yield self.collate([self.table[i] for i in rows])

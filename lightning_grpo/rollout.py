@@ -174,7 +174,6 @@ def build_rollout(
         max_new_tokens=max_new_tokens,
         metadata=[dict(m) for m in metadata for _ in range(g)],
     )
-    errors_before = dict(composer.error_counts)
     start = time.perf_counter()
     total, components = composer(reward_batch)
     stats = {
@@ -186,8 +185,8 @@ def build_rollout(
     }
     for fn in composer.functions:
         stats.update({f"reward/{key}": value for key, value in fn.counters().items()})
-        if composer.error_counts[fn.name] or errors_before.get(fn.name):
-            stats[f"reward/{fn.name}_errors"] = float(composer.error_counts[fn.name] - errors_before.get(fn.name, 0))
+        if composer.error_counts[fn.name]:  # scored 0 after raising (reward_on_error='zero'): this call, all calls
+            stats[f"reward/{fn.name}_errors"] = float(composer.last_error_counts[fn.name])
             stats[f"reward/{fn.name}_errors_total"] = float(composer.error_counts[fn.name])
     correctness = composer.correctness
     correct, answers = None, []

@@ -82,3 +82,18 @@ def test_groups_texts_rewards_metadata_and_counters() -> None:
     # Errors are logged per call: a second batch with the same failure counts 1 again, 2 in total.
     again = build_rollout(samples, batch, tokenizer, composer, temperature=0.7, max_new_tokens=4)
     assert again.stats["reward/flaky_errors"] == 1.0 and again.stats["reward/flaky_errors_total"] == 2.0
+
+
+def test_data_module_setup_starts_every_reward_function(tiny_model_dir) -> None:
+    """Reward set-up (MathReward's worker pool) happens in setup, not inside the first rollout."""
+    from lightning_grpo.data import RolloutDataModule
+
+    class Counting(ExactInteger):
+        started = 0
+
+        def setup(self) -> None:
+            Counting.started += 1
+
+    data = RolloutDataModule(tokenizer=str(tiny_model_dir), rewards=[Counting(name="correct")])
+    data.setup("fit")
+    assert Counting.started == 1

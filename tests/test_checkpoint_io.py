@@ -1,4 +1,8 @@
-"""Atomic checkpoint writes: SIGKILL mid-write leaves the previous checkpoint loadable at the path."""
+"""Atomic checkpoint writes: SIGKILL mid-write leaves the previous checkpoint loadable at the path.
+
+Verified loads: a checkpoint with flipped bytes, an empty, truncated or foreign file is refused with an
+error that names the file, before any weight reaches the model.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_grpo.checkpoint_io import AtomicCheckpointIO, TEMP_SUFFIX, temp_prefix
+from lightning_grpo.checkpoint_io import (
+    AtomicCheckpointIO,
+    CheckpointLoadError,
+    TEMP_SUFFIX,
+    temp_prefix,
+    verify_checkpoint_file,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIG_TENSORS, BIG_NUMEL = 32, 1 << 20  # 32 × 4 MiB float32 = 128 MiB
@@ -32,6 +42,14 @@ def test_save_load_round_trip_and_no_temp_left(tmp_path: Path) -> None:
     assert _temp_files(target) == []
     with pytest.raises(TypeError):
         io.save_checkpoint({}, target, storage_options={"x": 1})
+
+
+def test_checkpoint_gets_the_mode_of_any_new_file(tmp_path: Path) -> None:
+    """Not mkstemp's private 0600: others in the group can read a checkpoint as they can any file."""
+    target, plain = tmp_path / "last.ckpt", tmp_path / "plain.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": 1}, target)
+    torch.save({"step": 1}, plain)
+    assert (target.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
 
 
 def test_failed_serialisation_keeps_previous_file_and_cleans_up(tmp_path: Path) -> None:
@@ -97,6 +115,91 @@ def test_sigkill_mid_write_leaves_previous_checkpoint_loadable(tmp_path: Path) -
     # The next save replaces it and removes the partial file the killed writer left.
     AtomicCheckpointIO().save_checkpoint({"step": 3}, target)
     assert torch.load(target)["step"] == 3 and _temp_files(target) == []
+
+
+# ---- verified loads ------------------------------------------------------------------------------
+def _saved(tmp_path: Path) -> tuple[Path, bytes]:
+    path = tmp_path / "step=7.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"global_step": 7, "w": torch.linspace(-1, 1, 4096)}, path)
+    return path, path.read_bytes()
+
+
+def _record_span(data: bytes, suffix: str) -> tuple[int, int]:
+    """Byte range of a record's contents (stored uncompressed, as torch.save writes them)."""
+    import zipfile
+    from io import BytesIO
+
+    with zipfile.ZipFile(BytesIO(data)) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
+    name_len, extra_len = int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little"), int.from_bytes(
+        data[info.header_offset + 28 : info.header_offset + 30], "little"
+    )
+    start = info.header_offset + 30 + name_len + extra_len
+    return start, start + info.file_size
+
+
+@pytest.mark.parametrize("record", ["data/0", "data.pkl"])
+def test_flipped_bytes_are_refused_naming_the_file(record: str, tmp_path: Path) -> None:
+    path, data = _saved(tmp_path)
+    start, end = _record_span(data, record)
+    damaged = bytearray(data)
+    for offset in (start + 3, (start + end) // 2, end - 2):  # a few flipped bits inside the record
+        damaged[offset] ^= 0x10
+    path.write_bytes(bytes(damaged))
+    if record == "data/0":  # the damage is silent to torch.load: the weights just differ
+        assert not torch.equal(torch.load(path)["w"], torch.linspace(-1, 1, 4096))
+    with pytest.raises(CheckpointLoadError, match=rf"{path}.*damaged.*CRC"):
+        AtomicCheckpointIO().load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"", "is empty"),
+        (b"\x80\x04not a checkpoint at all" * 50, "not a torch.save archive"),
+        (None, "not a torch.save archive"),  # the first half of a real checkpoint
+    ],
+)
+def test_empty_random_or_truncated_files_are_refused_naming_the_file(content: bytes | None, why: str, tmp_path: Path) -> None:
+    path, data = _saved(tmp_path)
+    path.write_bytes(data[: len(data) // 2] if content is None else content)
+    with pytest.raises(CheckpointLoadError, match=rf"{path}.*{why}"):
+        AtomicCheckpointIO().load_checkpoint(path)
+
+
+def test_other_load_errors_name_the_file(tmp_path: Path) -> None:
+    import zipfile
+
+    foreign = tmp_path / "foreign.ckpt"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("readme.txt", "a zip, not a checkpoint")
+    with pytest.raises(CheckpointLoadError, match=rf"{foreign}.*no data.pkl"):
+        verify_checkpoint_file(foreign)
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "missing.ckpt")):
+        AtomicCheckpointIO().load_checkpoint(tmp_path / "missing.ckpt")
+    # A sound archive whose unpickling fails (an object weights_only refuses): the error names the file.
+    pickled = tmp_path / "object.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": 1, "path": Path("x")}, pickled)
+    with pytest.raises(CheckpointLoadError, match=rf"cannot load checkpoint .*{pickled.name}"):
+        AtomicCheckpointIO().load_checkpoint(pickled, weights_only=True)
+
+
+def test_trainer_refuses_a_damaged_checkpoint_before_restoring(tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    def trainer() -> Trainer:
+        return Trainer(default_root_dir=tmp_path, max_steps=2, plugins=[AtomicCheckpointIO()], logger=False,
+                       enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+
+    trainer().fit(BoringModel())
+    (checkpoint,) = tmp_path.rglob("*.ckpt")
+    data = bytearray(checkpoint.read_bytes())
+    start, end = _record_span(bytes(data), "data/0")
+    data[(start + end) // 2] ^= 0x01
+    checkpoint.write_bytes(bytes(data))
+    with pytest.raises(CheckpointLoadError, match=str(checkpoint)):
+        trainer().fit(BoringModel(), ckpt_path=checkpoint)
 
 
 if __name__ == "__main__":

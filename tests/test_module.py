@@ -87,7 +87,8 @@ def test_minibatches_without_loss_tokens_make_no_optimizer_step(tiny_model_dir) 
                         learning_rate=1e-2, updates_per_rollout=2, log_completions_every_n_steps=0)
     data = RolloutDataModule(Arithmetic(num_train=8), tokenizer=str(tiny_model_dir), prompts_per_step=2, group_size=4,
                              max_new_tokens=4, rewards=[SignalOnce()])
-    trainer = Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, callbacks=[probe],
+    # One data epoch (the prompt stream is endless: limit_train_batches ends the epoch).
+    trainer = Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=4, logger=False, enable_checkpointing=False, callbacks=[probe],
                       enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
     trainer.fit(module, data)
     assert data.batches_consumed == 4

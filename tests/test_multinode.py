@@ -18,7 +18,6 @@ gradient norms at rtol 1e-5, parameters at atol 1e-5.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_distributed import METRIC_RTOL, PARAM_ATOL, SCRIPTS, TIMEOUT, _assert_same_run, _env, _train_fixed
+from tests.test_distributed import METRIC_RTOL, PARAM_ATOL, SCRIPTS, TIMEOUT, _assert_same_run, _env, _train_fixed
 
 # Variables a launcher may have left in this process's environment; each node gets only its own.
 _LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK",

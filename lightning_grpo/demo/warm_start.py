@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import PreTrainedTokenizerBase
 
+from lightning_grpo.callbacks import step_progress_bar
 from lightning_grpo.demo.tiny_model import build_char_tokenizer, build_tiny_qwen3
 from lightning_grpo.rewards.base import RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
@@ -165,8 +166,8 @@ class WarmStart:
             gradient_clip_val=1.0,
             logger=TensorBoardLogger(str(log_dir.parent), name=log_dir.name) if log_dir is not None else False,
             enable_checkpointing=log_dir is not None,
-            callbacks=[ModelCheckpoint(dirpath=str(log_dir / "checkpoints"), save_last=True, save_top_k=0)]
-            if log_dir is not None else None,
+            callbacks=[step_progress_bar()]
+            + ([ModelCheckpoint(dirpath=str(log_dir / "checkpoints"), save_last=True, save_top_k=0)] if log_dir else []),
             enable_model_summary=False,
             num_sanity_val_steps=0,
             log_every_n_steps=10,

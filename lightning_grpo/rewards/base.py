@@ -70,8 +70,10 @@ class RewardComposer:
     """Scores a batch with every reward function and sums them with their weights.
 
     ``on_error='raise'`` turns an exception into a :class:`RewardError` naming the function and the
-    first completion it fails on; ``'zero'`` scores that completion 0 for that function and counts it
-    (``reward/<name>_errors``).
+    first completion it fails on; ``'zero'`` scores that completion 0 for that function and counts it:
+    ``last_error_counts[name]`` holds the errors of the latest call only (one rollout's scoring: log
+    it per step as ``reward/<name>_errors``), ``error_counts[name]`` the running total since the
+    composer was built (``reward/<name>_errors_total``).
     """
 
     def __init__(self, functions: list[RewardFunction], on_error: Literal["raise", "zero"] = "raise") -> None:
@@ -84,7 +86,8 @@ class RewardComposer:
             raise ValueError(f"on_error must be 'raise' or 'zero', got {on_error!r}")
         self.functions = functions
         self.on_error = on_error
-        self.error_counts = {f.name: 0 for f in functions}
+        self.error_counts = {f.name: 0 for f in functions}  # since construction
+        self.last_error_counts = {f.name: 0 for f in functions}  # in the latest __call__
 
     @property
     def correctness(self) -> RewardFunction | None:
@@ -93,6 +96,7 @@ class RewardComposer:
     def __call__(self, batch: RewardBatch) -> tuple[list[float], dict[str, list[float]]]:
         n = len(batch.completions)
         total = [0.0] * n
+        self.last_error_counts = {f.name: 0 for f in self.functions}
         for fn in self.functions:
             values = self._score_guarded(fn, batch)
             if len(values) != n:
@@ -120,6 +124,7 @@ class RewardComposer:
                         f"completion text: {batch.completions[i][:200]!r}"
                     ) from err
                 self.error_counts[fn.name] += 1
+                self.last_error_counts[fn.name] += 1
                 values.append(0.0)
         return values
 

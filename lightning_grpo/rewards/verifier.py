@@ -1,17 +1,24 @@
 """Math answer verification: ``verify(completion, gold) -> bool``.
 
-Pipeline: :func:`~lightning_grpo.rewards.extraction.extract_candidates` finds the final answer;
-:func:`~lightning_grpo.rewards.normalize.normalize_answer` canonicalises both it and the gold; equal
-strings are equal (so ``10^{10^{10}}`` equals itself without evaluation); otherwise both are read by
-a small recursive-descent LaTeX parser that builds sympy objects directly. Nothing is ever passed
-to ``eval``/``sympify``/``parse_expr``. A hedge ("3 or 4") is an answer only when its options are
-all the same value ("\\frac12 or 0.5"), or when the gold is exactly the collection of its options
-("x = 3 or x = 4" for the solutions ``3, 4``).
+Pipeline: :func:`~lightning_grpo.rewards.extraction.extract_candidates` finds the final answer
+(``lenient`` or ``strict``, :class:`VerifyPolicy` ``mode``); :func:`gold_answer` reads the gold
+through the same path (all its boxes form its list, a worked solution gives its final answer, "or"
+lists solutions); :func:`~lightning_grpo.rewards.normalize.normalize_answer` canonicalises both;
+equal strings are equal (so ``10^{10^{10}}`` equals itself without evaluation); otherwise both are
+read by a small recursive-descent LaTeX parser that builds sympy objects directly. Nothing is ever
+passed to ``eval``/``sympify``/``parse_expr``. A hedge ("3 or 4") is an answer only when its options
+are all the same value ("\\frac12 or 0.5"), or when the gold is exactly the collection of its single
+options ("x = 3 or x = 4" for the solutions ``3, 4``).
 
-Structures: ordered tuples and intervals (brackets must agree), unordered sets and bare comma lists,
-``\\pm`` (a two-element set), unions of intervals, inequalities (read as intervals), equations
-(``x = 5`` is 5; other equations are equal when one side difference is a non-zero multiple of the
-other), column vectors and matrices, and text answers (compared as lower-case alphanumerics).
+Structures: ordered tuples and intervals (brackets must agree), unordered sets (``\\{…\\}``, bare
+comma or semicolon lists, ``\\pm``; a repeated member counts once, so more or fewer solutions is
+wrong), a bare list also equals a tuple in the same order, unions of intervals and points,
+inequalities read as intervals (``\\le``/``<=``/``\\leq`` spellings, either side, linear in one
+variable, ``|x| < a``, ``a \\le |x| \\le b``, ``x \\ne a``), named values (``x = 5``, ``f(x) = 1``,
+``V_1:V_2 = 11:21`` are their value; "k = 45, n = 2" is a tuple with names), chains (``x = 5 + 6 = 11``
+is 11; ``\\frac13 \\approx 0.33`` is 1/3), equations (equal when one side difference is a non-zero
+multiple of the other), matrices in any environment with their sums and products, ``\\sum`` with a
+small closed form, and text answers (compared as lower-case alphanumerics).
 
 Equality of values: two rationals compare exactly (``0.75 = \\frac34``, ``1/2004! ≠ 1/2006!``);
 other constants compare numerically at 40 significant digits with a 1e-25 relative tolerance
@@ -20,12 +27,13 @@ when it is merely small (``e^{-100} ≠ 0``); expressions with free symbols comp
 points, substituted through the same guards as the parser's.
 
 Guards, applied before sympy evaluates anything: at most 2,000 characters and 400 tokens, brackets
-nested at most 40 deep, integer results of at most 200,000 bits (power towers refused), factorials
-of at most 5,000, symbolic exponents of at most 1,000, binomials multiplied out only when small,
-trigonometric arguments of at most 2^200,000. Two numbers side by side (``1 2``) are no product. A
-refused or unreadable answer is compared by its spelling only (up to spaces, ``\\text{}`` and
-one-character braces: ``52_{8}`` = ``52_8``, but ``528`` ≠ ``52_8``). ``check`` never raises;
-unexpected internal failures come back in ``Verdict.error``.
+nested at most 40 deep, integer results of at most 200,000 bits (a larger rational power is kept as
+an opaque symbol: it cancels with itself and equals nothing else), factorials of at most 5,000,
+symbolic exponents of at most 1,000, binomials multiplied out only when small, trigonometric
+arguments of at most 2^200,000, matrices of at most 8 × 8. Two numbers side by side (``1 2``) are no
+product. A refused or unreadable answer is compared by its spelling only (up to spaces, ``\\text{}``,
+one-character braces and a name: ``52_{8}`` = ``52_8``, but ``528`` ≠ ``52_8``). ``check`` never
+raises; unexpected internal failures come back in ``Verdict.error``.
 
 Importing this module bounds sympy's primality tests process-wide (see :func:`_bound_prime_tests`).
 """

@@ -145,3 +145,18 @@ def test_summary_pairs_differences_by_seed() -> None:
     assert summary["other"]["stats"]["x"][2] - summary["other"]["stats"]["x"][1] > 0.4
     assert summary["other"]["difference_to_baseline"]["x"] == pytest.approx((0.1, 0.1, 0.1))
     assert "difference_to_baseline" not in summary["grpo"]
+
+
+def test_a_run_claimed_by_a_live_process_is_left_to_it(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    spec = co.run_spec("grpo", 0, _args(tmp_path))
+    assert co.claim(spec)  # this process runs it
+    assert not co.claim(spec)  # a second claim (another invocation) is refused while we live
+    marker = spec.log_dir.parent / "seed0.running"
+    assert marker.read_text() == str(os.getpid())
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    marker.write_text(str(dead.pid))  # its owner has exited: the claim is stale and taken over
+    assert co.claim(spec) and marker.read_text() == str(os.getpid())

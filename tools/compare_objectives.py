@@ -256,8 +256,41 @@ def finished(spec: RunSpec) -> dict[str, Any] | None:
     return record
 
 
-def execute(spec: RunSpec) -> dict[str, Any]:
-    """Run ``spec`` (its output kept in ``<log_dir>/run.log``) and write its record; raise on failure."""
+def claim(spec: RunSpec) -> bool:
+    """Mark ``spec`` as running in this process, unless another live process already runs it.
+
+    Lets several invocations share one ``--out`` (e.g. one per seed): each skips what another runs.
+    """
+    spec.log_dir.parent.mkdir(parents=True, exist_ok=True)
+    marker = spec.log_dir.parent / f"{spec.log_dir.name}.running"
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(marker.read_text() or "0"), 0)  # the owner is alive: leave the run to it
+            return False
+        except (ProcessLookupError, ValueError):
+            marker.unlink(missing_ok=True)  # stale: its owner died
+            return claim(spec)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(str(os.getpid()))
+    return True
+
+
+def execute(spec: RunSpec, force: bool = False) -> dict[str, Any] | None:
+    """Run ``spec`` (output in ``<log_dir>/run.log``) and write its record; None when another process
+    runs it or it finished meanwhile; raise on failure."""
+    if not claim(spec):
+        return None
+    marker = spec.log_dir.parent / f"{spec.log_dir.name}.running"
+    try:
+        record = None if force else finished(spec)
+        return record if record is not None else _execute(spec)
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def _execute(spec: RunSpec) -> dict[str, Any]:
     if spec.log_dir.exists():  # a stale or failed attempt: start clean so version_0 is this run
         import shutil
 
@@ -487,9 +520,11 @@ def main() -> None:
     task = TASKS[args.task]
 
     start = start_spec(args)
-    if args.force or finished(start) is None:
+    while args.force or finished(start) is None:
         print(f"validating the warm start (built first when missing): {start.log_dir}", flush=True)
-        execute(start)
+        if execute(start, args.force) is not None:
+            break
+        time.sleep(10)  # another invocation is building or validating it
     start_metrics = {t: v[-1][1] for t, v in read_scalars(start.log_dir / "version_0").items() if t.startswith("val/")}
 
     specs = [run_spec(r, s, args) for s in args.seeds for r in args.objectives]  # seed by seed: a cut-short run leaves whole seeds
@@ -504,12 +539,16 @@ def main() -> None:
     print(f"{len(specs)} runs, {len(specs) - len(todo)} already finished, {len(todo)} to run, {args.jobs} at a time", flush=True)
     failed: dict[tuple[str, int], str] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(execute, spec): spec for spec in todo}
+        futures = {pool.submit(execute, spec, args.force): spec for spec in todo}
         for future in concurrent.futures.as_completed(futures):
             spec = futures[future]
             try:
-                records[(spec.recipe, spec.seed)] = future.result()
-                print(f"{spec.recipe} seed {spec.seed}: {records[(spec.recipe, spec.seed)]['wall_s']:.0f} s", flush=True)
+                record = future.result()
+                if record is None:
+                    print(f"{spec.recipe} seed {spec.seed}: run by another process, left to it", flush=True)
+                    continue
+                records[(spec.recipe, spec.seed)] = record
+                print(f"{spec.recipe} seed {spec.seed}: {record['wall_s']:.0f} s", flush=True)
             except RuntimeError as error:  # report it and go on with the other runs
                 failed[(spec.recipe, spec.seed)] = str(error).splitlines()[0]
                 print(error, flush=True)

@@ -10,6 +10,12 @@ state dict with ``torch.distributed.checkpoint.state_dict.get_model_state_dict``
 every rank runs it — and rank 0 writes. Each export is written to a temporary sibling directory and
 renamed into place, so a crash mid-export never leaves a half-written model where a complete one
 (or nothing) was.
+
+A policy trained with a LoRA adapter (``model.peft``) exports its adapter (``adapter_config.json`` and
+the adapter weights; load with ``peft.AutoPeftModelForCausalLM.from_pretrained`` or
+``PeftModel.from_pretrained(base, path)``), or with ``merge_adapter=True`` the base model with the
+adapter merged into its weights: a plain checkpoint for ``AutoModelForCausalLM`` (and vLLM, ...).
+Merging reads the weights and writes new ones; the training policy itself is left untouched.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+
+from lightning_grpo.peft_support import is_peft_model, merged_state_dict
 
 
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
@@ -76,15 +84,20 @@ class ExportHuggingFace(Callback):
         dirpath: root of the exports: ``dirpath/final`` and ``dirpath/step_<N>``.
         every_n_steps: also export every that many optimizer steps (None: only at the end).
         on_train_end: export to ``dirpath/final`` when fit ends.
+        merge_adapter: for a policy with a peft adapter (LoRA), write the base model with the adapter
+            merged in (a plain checkpoint) instead of the adapter alone. No effect without an adapter.
     """
 
-    def __init__(self, dirpath: str, every_n_steps: int | None = None, on_train_end: bool = True) -> None:
+    def __init__(
+        self, dirpath: str, every_n_steps: int | None = None, on_train_end: bool = True, merge_adapter: bool = False
+    ) -> None:
         super().__init__()
         if every_n_steps is not None and every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1 or None, got {every_n_steps}")
         self.dirpath = Path(dirpath)
         self.every_n_steps = every_n_steps
         self.export_on_train_end = on_train_end  # not ``self.on_train_end``: that is the hook
+        self.merge_adapter = merge_adapter
         self._last_bucket: int | None = None
         self.exported: list[Path] = []
 
@@ -113,10 +126,18 @@ class ExportHuggingFace(Callback):
         if trainer.is_global_zero:
             datamodule = getattr(trainer, "datamodule", None)
             tokenizer = getattr(datamodule, "tokenizer", None)
-            save_pretrained_atomic(policy, path, tokenizer=tokenizer, state_dict=state_dict)
+            model = policy
+            if self.merge_adapter and is_peft_model(policy):
+                model, state_dict = policy.get_base_model(), merged_state_dict(policy, state_dict)
+            save_pretrained_atomic(model, path, tokenizer=tokenizer, state_dict=state_dict)
             self.exported.append(path)
         trainer.strategy.barrier("export_hugging_face")
         return path
+
+    @property
+    def state_key(self) -> str:
+        """Unique per destination and format, so one run may export e.g. the adapter and the merged model."""
+        return self._generate_state_key(dirpath=str(self.dirpath), merge_adapter=self.merge_adapter)
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_bucket": self._last_bucket}

@@ -170,16 +170,20 @@ class _ChunkedTokenLogProbs(torch.autograd.Function):
         blocks = _blocks(rows, vocab, chunk_rows, device)
         width = blocks[0].stop - blocks[0].start if blocks else 0
         x_buffer = torch.empty(width, vocab, dtype=dtype, device=device)  # reused by every block
-        p_buffer = torch.empty(width if with_entropy else 0, vocab, dtype=dtype, device=device)
+        p_buffer = torch.empty(width, vocab, dtype=dtype, device=device)
         for block in blocks:
             b = block.stop - block.start
             x = _logits_block(hidden[block], weight, bias, softcap, temperature, x_buffer[:b])  # [b, V]
-            z = torch.logsumexp(x, dim=-1)  # [b]
-            log_z[block] = z
-            logp[block] = x.gather(-1, targets[block].unsqueeze(-1)).squeeze(-1) - z
-            if with_entropy:
-                probs = torch.sub(x, z.unsqueeze(-1), out=p_buffer[:b]).exp_()  # [b, V]
-                entropy[block] = z - probs.mul_(x).sum(dim=-1)  # H = log Z − Σ p · x
+            # One exp pass serves log Z and the entropy: e = exp(x − max), log Z = max + log Σ e.
+            top = x.amax(dim=-1, keepdim=True)  # [b, 1]
+            x.sub_(top)  # x − max from here on
+            e = torch.exp(x, out=p_buffer[:b])  # [b, V]
+            total = e.sum(dim=-1)  # [b]
+            shifted_z = total.log()  # [b]: log Z − max
+            log_z[block] = shifted_z + top.squeeze(-1)
+            logp[block] = x.gather(-1, targets[block].unsqueeze(-1)).squeeze(-1) - shifted_z
+            if with_entropy:  # H = log Z − Σ p · x (shift-invariant), p = e / Σ e
+                entropy[block] = shifted_z - e.mul_(x).sum(dim=-1) / total
         ctx.save_for_backward(hidden, weight, bias, targets, log_z, entropy if entropy_grad else None)
         ctx.temperature, ctx.softcap, ctx.chunk_rows = temperature, softcap, chunk_rows
         ctx.entropy_grad = entropy_grad
@@ -202,8 +206,9 @@ class _ChunkedTokenLogProbs(torch.autograd.Function):
             torch.zeros(weight.shape, dtype=accumulate_dtype or weight.dtype, device=device) if need_weight else None
         )  # [V, D]
         grad_bias = torch.zeros(vocab, dtype=dtype, device=device) if need_bias else None  # [V]
-        g = grad_logp.to(dtype).unsqueeze(-1)  # [R, 1]
-        g_entropy = grad_entropy.to(dtype).unsqueeze(-1) if with_entropy_grad else None  # [R, 1]
+        # d/d logits = (1 / T) · d/dx: the 1 / T is folded into the upstream gradients.
+        g = grad_logp.to(dtype).unsqueeze(-1) / temperature  # [R, 1]
+        g_entropy = grad_entropy.to(dtype).unsqueeze(-1) / temperature if with_entropy_grad else None  # [R, 1]
         blocks = _blocks(rows, vocab, ctx.chunk_rows, device)
         width = blocks[0].stop - blocks[0].start if blocks else 0
         x_buffer = torch.empty(width, vocab, dtype=dtype, device=device)
@@ -224,8 +229,6 @@ class _ChunkedTokenLogProbs(torch.autograd.Function):
             else:
                 dx = p.mul_(-g[block])
             dx.scatter_add_(-1, targets[block].unsqueeze(-1), g[block])  # d logp / d x = onehot − p
-            if temperature != 1.0:
-                dx.div_(temperature)
             if cap_factor is not None:
                 dx.mul_(cap_factor)
             # dx is now d loss / d logits of the block, float32 [b, V]

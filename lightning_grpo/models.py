@@ -6,6 +6,7 @@ The tiny offline models of the demo and the tests are built in :mod:`lightning_g
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -19,23 +20,48 @@ def resolve_dtype(name: str) -> torch.dtype:
     return _DTYPES[name]
 
 
+class ModelLoadError(OSError):
+    """A model or tokenizer path that is neither a loadable local checkpoint nor available from the hub."""
+
+
+def _looks_like_hub_id(path_or_name: str) -> bool:
+    """``name`` or ``org/name``: what the hub accepts (a longer or explicitly relative path is local)."""
+    return len(Path(path_or_name).parts) <= 2 and not path_or_name.startswith((".", "/", "~"))
+
+
+def _from_pretrained(load: Any, path_or_name: str, role: str, what: str, **kwargs: Any) -> Any:
+    """``load(path_or_name, **kwargs)``, with errors that name the path, the role and what was loaded.
+
+    A path that does not exist locally and cannot be a hub id is reported as missing without asking
+    the hub (``FileNotFoundError``); any other failure to load becomes a :class:`ModelLoadError` that
+    says whether the local directory or the hub failed (transformers' own errors, such as "couldn't
+    connect" or "Repo id must be in the form", are chained as the cause).
+    """
+    local = Path(path_or_name).expanduser()
+    if not local.exists() and not _looks_like_hub_id(path_or_name):
+        raise FileNotFoundError(f"{role}: {what} path {path_or_name!r} does not exist")
+    try:
+        return load(path_or_name, **kwargs)
+    except (OSError, ValueError) as error:
+        reason = " ".join(str(error).split())[:400]
+        if local.exists():
+            raise ModelLoadError(
+                f"{role}: cannot load the {what} from the local path {path_or_name!r}: {reason}"
+            ) from error
+        raise ModelLoadError(
+            f"{role}: cannot load the {what} {path_or_name!r}: no such local path, and the Hugging Face hub "
+            f"did not provide it ({reason}). Give a local checkpoint directory, or run where the hub (or a "
+            f"cache holding {path_or_name!r}) is reachable"
+        ) from error
+
+
 def load_causal_lm(path_or_name: str, dtype: str = "float32", role: str = "model") -> PreTrainedModel:
     """``AutoModelForCausalLM.from_pretrained`` with a clear error naming the path when it cannot load.
 
     A path that does not exist locally and cannot be a hub id (``name`` or ``org/name``) is reported
     as a missing path without asking the hub; ``role`` says what the model was for.
     """
-    local = Path(path_or_name)
-    looks_like_hub_id = len(Path(path_or_name).parts) <= 2 and not path_or_name.startswith((".", "/", "~"))
-    if not local.exists() and not looks_like_hub_id:
-        raise FileNotFoundError(f"{role}: model path {path_or_name!r} does not exist")
-    try:
-        return AutoModelForCausalLM.from_pretrained(path_or_name, dtype=resolve_dtype(dtype))
-    except OSError as error:
-        raise OSError(
-            f"{role}: cannot load {path_or_name!r}: not a local checkpoint directory and not loadable from the "
-            f"hub ({error})"
-        ) from error
+    return _from_pretrained(AutoModelForCausalLM.from_pretrained, path_or_name, role, "model", dtype=resolve_dtype(dtype))
 
 
 def enable_activation_checkpointing(model: PreTrainedModel) -> None:
@@ -49,9 +75,12 @@ def enable_activation_checkpointing(model: PreTrainedModel) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def load_tokenizer(path_or_name: str) -> PreTrainedTokenizerBase:
-    """``AutoTokenizer.from_pretrained`` with left padding and a pad token (EOS when the model has none)."""
-    tokenizer = AutoTokenizer.from_pretrained(path_or_name)
+def load_tokenizer(path_or_name: str, role: str = "tokenizer") -> PreTrainedTokenizerBase:
+    """``AutoTokenizer.from_pretrained`` with left padding and a pad token (EOS when the model has none).
+
+    Errors name the path as :func:`load_causal_lm`'s do.
+    """
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, path_or_name, role, "tokenizer")
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -24,7 +24,9 @@ ranks with each prompt once. Checkpoints also carry every RNG state, for an exac
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
@@ -34,6 +36,7 @@ import torch.distributed as dist
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
+from peft import PeftConfig
 from torch import Tensor
 
 from lightning_grpo.advantages import AdvantageContext, AdvantageEstimator, GroupNormalized
@@ -43,6 +46,7 @@ from lightning_grpo.metrics import EvalAccumulator
 from lightning_grpo.models import enable_activation_checkpointing, load_causal_lm
 from lightning_grpo.objectives.base import Normalizers, Objective, ObjectiveInputs
 from lightning_grpo.objectives.grpo import GRPO
+from lightning_grpo.peft_support import adapters_disabled, apply_adapter, trainable_parameter_names
 from lightning_grpo.rng import get_rng_states, set_rng_states
 from lightning_grpo.rollout import Rollout
 from lightning_grpo.sharding import fully_shard_causal_lm
@@ -137,6 +141,7 @@ class GRPOModule(LightningModule):
         num_completions_to_log: int = 4,
         on_nonfinite: Literal["skip", "raise"] = "skip",
         gradient_checkpointing: bool = False,
+        peft: PeftConfig | None = None,
     ) -> None:
         """
         Args:
@@ -164,6 +169,10 @@ class GRPOModule(LightningModule):
             gradient_checkpointing: recompute the policy's decoder-layer activations in backward
                 (less memory, about one more forward of compute); generation runs in eval mode with
                 the KV cache, where it is off.
+            peft: an adapter config, e.g. ``peft.LoraConfig`` (in YAML ``class_path: peft.LoraConfig`` with
+                ``init_args`` r, lora_alpha, target_modules, lora_dropout): only the adapter trains, and the
+                KL reference is the policy with its adapters disabled unless
+                ``reference_model_name_or_path`` names another model (see ``peft_support.py``).
         """
         super().__init__()
         for name, value in (("updates_per_rollout", updates_per_rollout), ("epochs", epochs)):
@@ -173,7 +182,8 @@ class GRPOModule(LightningModule):
             raise ValueError(f"micro_batch_size must be >= 1 or None, got {micro_batch_size}")
         if learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
-        self.save_hyperparameters(ignore=["objective", "advantage"])
+        self.save_hyperparameters(ignore=["objective", "advantage", "peft"])  # objects: not in weights-only checkpoints
+        self.peft_config = peft
         self.automatic_optimization = False
         self.strict_loading = False  # the reference model is rebuilt from its path, not checkpointed
         self.objective = objective if objective is not None else GRPO()
@@ -201,7 +211,12 @@ class GRPOModule(LightningModule):
         self.policy = load_causal_lm(hp.model_name_or_path, hp.dtype, role="policy").train()
         if hp.gradient_checkpointing:
             enable_activation_checkpointing(self.policy)
-        if self.objective.needs_reference:
+        adapter = self.peft_config
+        if adapter is not None:
+            self.policy = apply_adapter(self.policy, adapter).train()
+        # With an adapter and no other reference named, the reference is the policy with adapters off.
+        separate_reference = adapter is None or hp.reference_model_name_or_path not in (None, hp.model_name_or_path)
+        if self.objective.needs_reference and separate_reference:
             self.reference = load_causal_lm(
                 hp.reference_model_name_or_path or hp.model_name_or_path,
                 hp.dtype,
@@ -216,6 +231,14 @@ class GRPOModule(LightningModule):
                 if model is not None:
                     fully_shard_causal_lm(model, dp_mesh, mp_policy=mp_policy)
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Seed the update's randomness (dropout, e.g. LoRA's ``lora_dropout``) from the run's seed
+        (``seed_everything``), the step and the rank: a resumed run then draws the same masks, although
+        restoring the data loader consumes random numbers that an uninterrupted run drew at its start.
+        (Sampling seeds its own generator.)"""
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        torch.manual_seed((seed * 1_000_003 + self.global_step * 7_919 + self.global_rank) % (2**63 - 1))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["skipped_updates"] = self.skipped_updates
         checkpoint["rng_states"] = get_rng_states()
@@ -227,8 +250,27 @@ class GRPOModule(LightningModule):
             set_rng_states(checkpoint["rng_states"])
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Trainable state only: no reference model; with an adapter, not the frozen base weights either
+        (both are reloaded from their paths, so a LoRA checkpoint holds the adapter and its optimizer state)."""
         state = super().state_dict(*args, **kwargs)
-        return {k: v for k, v in state.items() if not k.startswith("reference.")}
+        state = {k: v for k, v in state.items() if not k.startswith("reference.")}
+        if self.peft_config is not None and self.policy is not None:
+            trainable = {f"policy.{name}" for name in trainable_parameter_names(self.policy)}
+            state = {k: v for k, v in state.items() if not k.startswith("policy.") or k in trainable}
+        return state
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Refuses a checkpoint that lacks a trainable policy weight (loading is not strict, since the
+        reference and an adapter's base weights are not saved): e.g. a LoRA checkpoint without the same
+        ``model.peft``, or a full one into a LoRA run, would otherwise leave the weights as loaded."""
+        if self.policy is not None:
+            missing = sorted(f"policy.{n}" for n in trainable_parameter_names(self.policy) if f"policy.{n}" not in state_dict)
+            if missing:
+                raise KeyError(
+                    f"the checkpoint holds no value for {len(missing)} trainable policy parameter(s), e.g. "
+                    f"{missing[0]!r}: was it saved with the same model and model.peft?"
+                )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ---- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -277,21 +319,24 @@ class GRPOModule(LightningModule):
         return list(rows.split(size))
 
     @torch.no_grad()
-    def _frozen_logprobs(self, model: torch.nn.Module, rollout: Rollout) -> Tensor:
+    def _frozen_logprobs(self, model: torch.nn.Module | None, rollout: Rollout) -> Tensor:
+        """log-probs [N, Tc] of ``model`` without grad; ``None`` is the adapter-free policy (LoRA's reference)."""
         rows = torch.arange(rollout.input_ids.shape[0], device=rollout.input_ids.device)
-        parts = [
-            completion_logprobs(
-                model,
-                rollout.input_ids[mb],
-                rollout.attention_mask[mb],
-                rollout.prompt_length,
-                temperature=rollout.temperature,
-                chunk_size=self.hparams.logp_chunk_size,
-                with_entropy=False,
-                group_size=rollout.group_size,
-            )[0]
-            for mb in self._micro_batches(rows)
-        ]
+        context = adapters_disabled(self.policy) if model is None else contextlib.nullcontext()
+        with context:
+            parts = [
+                completion_logprobs(
+                    model if model is not None else self.policy,
+                    rollout.input_ids[mb],
+                    rollout.attention_mask[mb],
+                    rollout.prompt_length,
+                    temperature=rollout.temperature,
+                    chunk_size=self.hparams.logp_chunk_size,
+                    with_entropy=False,
+                    group_size=rollout.group_size,
+                )[0]
+                for mb in self._micro_batches(rows)
+            ]
         return torch.cat(parts)  # [N, Tc]
 
     def compute_advantages(self, rollout: Rollout) -> tuple[Tensor, Tensor, dict[str, Tensor]]:

@@ -103,6 +103,31 @@ def test_two_processes_train_like_one(runs: dict, tiny_model_dir: Path, strategy
     assert moved > 100 * PARAM_ATOL
 
 
+@pytest.fixture(scope="module")
+def lora_runs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """The same fixed rollouts with a LoRA adapter (reference: the policy with adapters disabled), 2 rollouts."""
+    base = tmp_path_factory.mktemp("dist_lora")
+    extra = ("--lora", "--max_steps", "4")
+    return {s: _train_fixed(tiny_model_dir, base / s, s, *extra) for s in ("single", "ddp", "fsdp2")}
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_two_processes_train_a_lora_adapter_like_one(lora_runs: dict, tiny_model_dir: Path, strategy: str) -> None:
+    got, want = lora_runs[strategy], lora_runs["single"]
+    assert got["world_size"] == 2 and got["sharded"] == (strategy == "fsdp2")
+    _assert_same_run(got, want, PARAM_ATOL, METRIC_RTOL)
+    from lightning_grpo.models import load_causal_lm
+
+    initial = load_causal_lm(str(tiny_model_dir)).state_dict()
+    prefix = "base_model.model."
+    for name, value in want["params"].items():
+        if ".lora_" not in name:  # base weights: untouched
+            key = name[len(prefix):].replace(".base_layer.", ".")
+            assert torch.equal(value, initial[key]), name
+    lora_b = [v for k, v in want["params"].items() if ".lora_B." in k]
+    assert lora_b and max(v.abs().max().item() for v in lora_b) > 100 * PARAM_ATOL  # B starts at 0: it learned
+
+
 def test_fsdp2_distributed_checkpoint_resumes_like_an_uninterrupted_run(runs: dict, tiny_model_dir: Path) -> None:
     ckpt = runs["base"] / "fsdp2" / "ckpt" / "step=4.ckpt"
     assert ckpt.is_dir() and list(ckpt.glob("*.distcp")), "expected a torch.distributed.checkpoint folder"

@@ -1,10 +1,10 @@
 """One demo-sized GRPO step: this project (through Lightning) vs the same work in plain PyTorch.
 
-A thin wrapper over ``tools/bench.py`` (which also runs TRL's GRPOTrainer and a small 32k-vocabulary
-model): the tiny model only, the ``project`` and ``floor`` variants only. Prints the median step time
-of each and their ratio.
+A thin wrapper over ``tools/bench.py`` (which also runs TRL's GRPOTrainer and other model shapes):
+the tiny model only, the project (its default configuration, or ``--sampler fast|hf``) and the
+``floor`` variant. Prints the median step time of each and their ratio.
 
-    python tools/bench_step.py [--steps 30] [--warmup 5] [--max-new-tokens 16] [--rounds 1]
+    python tools/bench_step.py [--steps 30] [--warmup 5] [--max-new-tokens 16] [--rounds 1] [--sampler fast]
 """
 
 from __future__ import annotations
@@ -27,14 +27,16 @@ def main() -> None:
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--sampler", default="fast", choices=["hf", "fast"])
+    parser.add_argument("--sampler", default=None, choices=["hf", "fast"],
+                        help="the project's sampler backend (default: the project's default configuration)")
     args = parser.parse_args()
+    project = "project" if args.sampler is None else f"project_{args.sampler}"
     bench.main(
         [
-            "--models", "tiny", "--variants", "project,floor", "--steps", str(args.steps),
+            "--models", "tiny", "--variants", f"{project},floor", "--steps", str(args.steps),
             "--warmup", str(args.warmup), "--rounds", str(args.rounds), "--prompts", str(args.prompts),
             "--group-size", str(args.group_size), "--max-new-tokens", str(args.max_new_tokens),
-            "--threads", str(args.threads), "--sampler", args.sampler,
+            "--threads", str(args.threads),
         ]
     )
 

@@ -23,7 +23,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_grpo.data import RolloutDataModule
-from lightning_grpo.models import save_tiny_model
+from lightning_grpo.demo.tiny_model import save_tiny_model
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.sources import Arithmetic

@@ -1,7 +1,7 @@
 """Train GRPOModule for a few steps on fixed rollouts, on 1 process or 2 (DDP / FSDP2), and dump results.
 
     python tests/distributed/train_fixed.py --model DIR --out DIR --strategy {single,ddp,fsdp2}
-        [--devices N] [--max_steps S] [--save_every K] [--resume CKPT]
+        [--devices N] [--max_steps S] [--save_every K] [--resume CKPT] [--lora]
 
 Lightning's own launcher starts the other processes (it re-runs this script). The rollouts do not
 come from sampling: :class:`FixedRolloutData` builds rollout k's *global* batch of groups from seed
@@ -127,6 +127,12 @@ def full_policy_state(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().cpu() for k, v in state.items()}
 
 
+def lora_config():  # type: ignore[no-untyped-def]
+    from peft import LoraConfig
+
+    return LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], lora_dropout=0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
@@ -136,6 +142,7 @@ def main() -> None:
     parser.add_argument("--max_steps", type=int, default=3)
     parser.add_argument("--save_every", type=int, default=0)
     parser.add_argument("--resume", default=None)
+    parser.add_argument("--lora", action="store_true", help="train a LoRA adapter (reference: adapters disabled)")
     args = parser.parse_args()
     out = Path(args.out)
 
@@ -177,6 +184,7 @@ def main() -> None:
         micro_batch_size=5,  # does not divide a rank's rows evenly on purpose
         max_grad_norm=1.0,
         log_completions_every_n_steps=0,
+        peft=lora_config() if args.lora else None,
     )
     data = FixedRolloutData(
         source=Arithmetic(num_train=64),  # the prompts are ignored; only the loader's length matters

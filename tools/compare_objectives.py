@@ -347,6 +347,8 @@ def run_metrics(scalars: dict[str, list[tuple[int, float]]], completions_per_rol
     for tag, entries in scalars.items():
         if tag.startswith("val/"):
             out[tag] = entries[-1][1]  # the last validation
+        elif tag.startswith(("train/", "sampling/", "reward/", "completions/")):  # every logged curve, for the JSON
+            out[f"last20:{tag}"] = last_fraction_mean([v for _, v in entries])
     return out
 
 
@@ -367,6 +369,9 @@ COLUMNS = (
     ("sampled_tokens", "tokens sampled", 0),
     ("wall_s", "wall (s)", 0),
 )
+
+
+ACCURACY_KEYS = ("accuracy_last20", "accuracy_matched_samples", "val/pass@1", "val/accuracy", "val/pass@32")
 
 
 def _cell(stat: tuple[float, float, float], digits: int) -> str:
@@ -396,23 +401,27 @@ def summarize(per_run: dict[str, dict[int, dict[str, Any]]], baseline: str, keys
 
 
 def markdown_tables(summary: dict[str, Any], start: dict[str, float], baseline: str, opt_steps: dict[str, int]) -> str:
-    header = "| recipe | updates / rollout | " + " | ".join(name for _, name, _ in COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
-    if start:
-        cells = [f"{start[k]:.3f}" if k in start else "" for k, _, _ in COLUMNS]
-        lines.append(f"| warm start | – | " + " | ".join(cells) + " |")
-    for recipe, entry in summary.items():
-        cells = [_cell(entry["stats"][k], d) for k, _, d in COLUMNS]
-        lines.append(f"| {recipe} | {opt_steps.get(recipe, 1)} | " + " | ".join(cells) + " |")
+    """Accuracy table, behaviour-and-cost table, and the paired differences to ``baseline``."""
+    accuracy = [c for c in COLUMNS if c[0] in ACCURACY_KEYS]
+    behaviour = [c for c in COLUMNS if c[0] not in ACCURACY_KEYS]
+    lines: list[str] = []
+    for columns in (accuracy, behaviour):
+        lines += ["| recipe | updates / rollout | " + " | ".join(name for _, name, _ in columns) + " |"]
+        lines.append("|" + "---|" * (len(columns) + 2))
+        if start and any(k in start for k, _, _ in columns):
+            lines.append("| warm start | – | " + " | ".join(f"{start[k]:.3f}" if k in start else "" for k, _, _ in columns) + " |")
+        for recipe, entry in summary.items():
+            cells = [_cell(entry["stats"][k], d) for k, _, d in columns]
+            lines.append(f"| {recipe} | {opt_steps.get(recipe, 1)} | " + " | ".join(cells) + " |")
+        lines.append("")
     diff_columns = [c for c in COLUMNS if c[0] not in ("sampled_completions", "sampled_tokens", "wall_s")]
-    lines += ["", f"Difference to {baseline}, paired by seed (mean [95% interval]; an interval that excludes 0 is a difference these seeds show):", ""]
+    lines += [f"Difference to {baseline}, paired by seed (mean [95% bootstrap interval]):", ""]
     lines.append("| recipe | " + " | ".join(name for _, name, _ in diff_columns) + " |")
     lines.append("|" + "---|" * (len(diff_columns) + 1))
     for recipe, entry in summary.items():
-        if "difference_to_baseline" not in entry:
-            continue
-        cells = [_cell(entry["difference_to_baseline"][k], d if d else 2).replace("[", "[").strip() for k, _, d in diff_columns]
-        lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
+        if "difference_to_baseline" in entry:
+            cells = [_cell(entry["difference_to_baseline"][k], max(d, 2)) for k, _, d in diff_columns]
+            lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

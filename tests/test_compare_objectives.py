@@ -160,3 +160,36 @@ def test_a_run_claimed_by_a_live_process_is_left_to_it(tmp_path: Path) -> None:
     dead.wait()
     marker.write_text(str(dead.pid))  # its owner has exited: the claim is stale and taken over
     assert co.claim(spec) and marker.read_text() == str(os.getpid())
+
+
+def test_rollouts_count_what_was_sampled_over_every_round() -> None:
+    import torch
+
+    from lightning_grpo.demo.countdown import CountdownReward
+    from lightning_grpo.demo.tiny_model import build_char_tokenizer
+    from lightning_grpo.rewards.base import RewardComposer
+    from lightning_grpo.rollout import build_rollout, gather_groups
+    from lightning_grpo.sampling.base import Samples
+
+    tokenizer = build_char_tokenizer()
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+
+    def samples(texts: list[str]) -> Samples:  # one prompt, len(texts) completions, width 8
+        rows = [tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] for t in texts]
+        completion = torch.full((len(rows), 8), pad)
+        mask = torch.zeros((len(rows), 8), dtype=torch.long)
+        for i, r in enumerate(rows):
+            completion[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        prompt = torch.ones((len(rows), 2), dtype=torch.long)
+        return Samples(torch.cat([prompt * 5, completion], dim=1), mask, torch.zeros(len(rows), dtype=torch.bool), prompt, len(rows))
+
+    batch = {"input_ids": torch.ones(1, 2, dtype=torch.long), "attention_mask": torch.ones(1, 2, dtype=torch.long),
+             "prompt": ["3 7 9 -> 16:"], "answer": ["16|3,7,9"], "id": ["p0"]}
+    composer = RewardComposer([CountdownReward()])
+    first = build_rollout(samples(["7+9", "3*7-9+1", "16"]), batch, tokenizer, composer, 1.0, 8)
+    assert first.stats["sampling/completions"] == 3 and first.stats["sampling/tokens"] == 4 + 8 + 3
+    assert first.correct.tolist() == [True, False, False]
+    second = build_rollout(samples(["9+7", "9"]), batch, tokenizer, composer, 1.0, 8)
+    both = gather_groups([first, second], [(1, 0)], pad)  # dynamic sampling keeps the second round's group
+    assert both.stats["sampling/completions"] == 5 and both.stats["sampling/tokens"] == 15 + 4 + 2

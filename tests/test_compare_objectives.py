@@ -128,6 +128,7 @@ def test_run_metrics_with_dynamic_sampling() -> None:
     assert m["val/pass@1"] == 0.4 and m["val/accuracy"] == 0.3
     plain = co.run_metrics({k: v for k, v in scalars.items() if not k.startswith("sampling/")}, 64, steps)
     assert plain["accuracy_last20"] == pytest.approx(0.9) and plain["sampled_completions"] == 5 * 64
+    assert plain["sampled_tokens"] == 5 * 64 * 4.0
     # Logged counts (every sampling round) win over the estimate from extra rounds and the kept groups' length.
     counted = {**scalars, "sampling/completions": [(i, 96.0) for i in range(steps)], "sampling/tokens": [(i, 600.0) for i in range(steps)]}
     m = co.run_metrics(counted, completions_per_rollout=64, steps=steps)

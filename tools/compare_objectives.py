@@ -322,7 +322,10 @@ def run_metrics(scalars: dict[str, list[tuple[int, float]]], completions_per_rol
     accuracy_tag = "sampling/first_round_accuracy" if "sampling/first_round_accuracy" in scalars else "train/accuracy"
     accuracy = values(accuracy_tag)
     lengths = values("completions/length_mean")
-    if "sampling/completions" in scalars:  # logged per rollout, every sampling round included
+    if "sampling/extra_rounds" not in scalars:  # every sampled completion is in the trained batch: exact
+        completions = [float(completions_per_rollout)] * len(lengths)
+        tokens = [c * l for c, l in zip(completions, lengths)]
+    elif "sampling/completions" in scalars:  # logged per rollout, every sampling round included
         completions, tokens = values("sampling/completions"), values("sampling/tokens")
     else:  # older runs: the trained batch's mean length stands for the dropped groups'
         extra_rounds = values("sampling/extra_rounds") or [0.0] * len(accuracy)
@@ -520,6 +523,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="default: runs/compare_<task>")
     parser.add_argument("--png", default=None, help="prefix of the two figures (default: <out>/compare)")
     parser.add_argument("--summary", default=None, help="JSON summary (default: <out>/summary.json)")
+    parser.add_argument("--tabulate-only", action="store_true", help="run nothing: tables and figures from the finished runs")
     parser.add_argument("--force", action="store_true", help="re-run runs that already finished into --out")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="more CLI overrides for every run, after --")
     args = parser.parse_args()
@@ -529,7 +533,7 @@ def main() -> None:
     task = TASKS[args.task]
 
     start = start_spec(args)
-    while args.force or finished(start) is None:
+    while not args.tabulate_only and (args.force or finished(start) is None):
         print(f"validating the warm start (built first when missing): {start.log_dir}", flush=True)
         if execute(start, args.force) is not None:
             break
@@ -543,7 +547,7 @@ def main() -> None:
         record = None if args.force else finished(spec)
         if record is not None:
             records[(spec.recipe, spec.seed)] = record
-        else:
+        elif not args.tabulate_only:
             todo.append(spec)
     print(f"{len(specs)} runs, {len(specs) - len(todo)} already finished, {len(todo)} to run, {args.jobs} at a time", flush=True)
     failed: dict[tuple[str, int], str] = {}

@@ -607,7 +607,9 @@ def main() -> None:
         "runs": {r: {str(s): {k: v for k, v in m.items() if k != "curves"} for s, m in runs.items()} for r, runs in per_run.items()},
         "failed": {f"{r}/{s}": reason for (r, s), reason in failed.items()},
     }, indent=1))
-    title = f"{args.task}: {args.steps} rollouts, {len(args.seeds)} seeds"
+    counts = sorted({len(runs) for runs in per_run.values()}) or [0]
+    seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    title = f"{args.task}: {args.steps} rollouts, {seeds} seeds per recipe"
     draw_curves(per_run, f"{png}_curves.png", title)
     draw_pass_at_k(per_run, start_metrics, f"{png}_pass_at_k.png", title)
     print(f"\nwrote {summary_path}, {png}_curves.png, {png}_pass_at_k.png")

@@ -153,8 +153,9 @@ def build_rollout(
 
     ``batch`` is a collated prompt batch (``input_ids``, ``attention_mask`` [P, Tp], ``prompt``,
     ``answer``, ``id`` and per-row ``metadata``). ``stats`` gets the generation and reward times,
-    each reward function's counters, the reward errors of this call (``reward/<name>_errors``) and
-    the share of completions with undecodable ids (``completions/undecodable_frac``).
+    each reward function's counters, the reward errors of this call (``reward/<name>_errors``), the
+    share of completions with undecodable ids (``completions/undecodable_frac``) and what was sampled
+    (``sampling/completions``, ``sampling/tokens``: summed over dynamic sampling's rounds).
     """
     g = samples.num_samples
     n = samples.sequences.shape[0]
@@ -180,6 +181,8 @@ def build_rollout(
         "time/generation_s": samples.generation_s,
         "time/reward_s": time.perf_counter() - start,
         "completions/undecodable_frac": float(undecodable.float().mean()),
+        "sampling/completions": float(n),  # what this round sampled (summed over dynamic sampling's rounds)
+        "sampling/tokens": float(lengths.sum()),
     }
     for fn in composer.functions:
         stats.update({f"reward/{key}": value for key, value in fn.counters().items()})

@@ -35,6 +35,7 @@ from transformers import PreTrainedTokenizerBase
 
 from lightning_grpo.callbacks import step_progress_bar
 from lightning_grpo.demo.tiny_model import build_char_tokenizer, build_tiny_qwen3
+from lightning_grpo.rewards.base import RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.sources import PromptSource
 
@@ -58,6 +59,7 @@ class WarmStart:
         eval_every: int = 50,
         eval_prompts: int = 128,
         seed: int = 0,
+        reward: RewardFunction | None = None,
     ) -> None:
         """
         Args:
@@ -72,12 +74,13 @@ class WarmStart:
             label_noise: probability that a training target has one digit changed: the model then
                 imitates an unreliable teacher, right on average but often wrong when sampled, and
                 the verifiable reward is what tells GRPO which of its answers are right.
-            target_accuracy: stop as soon as the sampled accuracy (temperature 1, exact integer match
-                with the gold answer) on ``eval_prompts`` held-out prompts reaches this; ``None``:
+            target_accuracy: stop as soon as the sampled accuracy (temperature 1, judged by ``reward``)
+                on ``eval_prompts`` held-out prompts reaches this; ``None``:
                 always run ``steps`` steps. The learning-rate decay still spans ``steps``.
             eval_every: supervised steps between two accuracy checks (with ``target_accuracy``).
             eval_prompts: prompts in the check (the source's validation split, else its train split).
             seed: initialisation, data order and the check's sampling.
+            reward: the correctness reward of the accuracy check (default: exact integer match).
         """
         if not 0.0 <= label_noise < 1.0:
             raise ValueError(f"label_noise must be in [0, 1), got {label_noise}")
@@ -105,6 +108,7 @@ class WarmStart:
         self.eval_every = eval_every
         self.eval_prompts = eval_prompts
         self.seed = seed
+        self.reward = reward if reward is not None else ExactInteger()
         self.steps_done = 0
         self.accuracy: dict[str, float] = {}
 
@@ -176,8 +180,8 @@ class WarmStart:
         if probe is not None:
             sampled = task.last_sampled
             if self.steps_done == 0 or sampled is None:
-                sampled = _accuracy(model, tokenizer, *probe, sample=True, seed=self.seed)
-            self.accuracy = {"sampled": sampled, "greedy": _accuracy(model, tokenizer, *probe, sample=False, seed=0)}
+                sampled = _accuracy(model, tokenizer, *probe, self.reward, sample=True, seed=self.seed)
+            self.accuracy = {"sampled": sampled, "greedy": _accuracy(model, tokenizer, *probe, self.reward, sample=False, seed=0)}
         return task.last_loss
 
     def _probe(self, source: PromptSource, tokenizer) -> tuple[torch.Tensor, torch.Tensor, list[str]]:  # type: ignore[no-untyped-def]
@@ -201,10 +205,11 @@ class WarmStart:
 
 
 @torch.no_grad()
-def _accuracy(model, tokenizer, input_ids, attention_mask, golds, sample: bool, seed: int) -> float:  # type: ignore[no-untyped-def]
-    """Fraction of prompts whose completion (temperature 1 or greedy) is exactly the gold integer."""
+def _accuracy(model, tokenizer, input_ids, attention_mask, golds, reward, sample: bool, seed: int) -> float:  # type: ignore[no-untyped-def]
+    """Fraction of prompts whose completion (temperature 1 or greedy) ``reward`` finds correct."""
     was_training = model.training
     model.eval()
+    # As long as the gold's text: the bare integer, or Countdown's "target|numbers", longer than its expressions.
     budget = max(len(tokenizer(g, add_special_tokens=False)["input_ids"]) for g in golds) + 2
     sampling = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0) if sample else dict(do_sample=False)
     with torch.random.fork_rng(devices=[]):
@@ -219,8 +224,7 @@ def _accuracy(model, tokenizer, input_ids, attention_mask, golds, sample: bool, 
         )
     model.train(was_training)
     texts = tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=True)
-    reward = ExactInteger()
-    return sum(reward.score_one("", t, g, {}) for t, g in zip(texts, golds)) / len(golds)
+    return sum(reward.score_one("", t, g, {}) == reward.correct_value for t, g in zip(texts, golds)) / len(golds)
 
 
 def _change_a_digit(text: str, generator: torch.Generator) -> str:
@@ -305,7 +309,7 @@ class SupervisedWarmStart(LightningModule):
         step, config = self.global_step, self.config
         if self.probe is None or not (step % config.eval_every == 0 or step == config.steps):
             return
-        self.last_sampled = _accuracy(self.model, self.tokenizer, *self.probe, sample=True, seed=config.seed + step)
+        self.last_sampled = _accuracy(self.model, self.tokenizer, *self.probe, config.reward, sample=True, seed=config.seed + step)
         self.log("warm_start/sampled_accuracy", self.last_sampled, prog_bar=True)
         if self.last_sampled >= config.target_accuracy:  # type: ignore[operator]
             self.trainer.should_stop = True

@@ -37,6 +37,7 @@ STRATEGIES = sorted((CONFIGS / "strategies").glob("*.yaml"))
 CONTEXT = {  # the real models' max_position_embeddings
     "gsm8k_qwen2.5_0.5b.yaml": 32_768,
     "math_qwen2.5_math_1.5b.yaml": 4_096,
+    "lora_qwen2.5_7b_gsm8k.yaml": 32_768,
 }
 
 
@@ -108,7 +109,7 @@ def _math_lighteval_like(path: Path) -> Path:
 
 
 def _local_data(recipe: str, tmp_path: Path) -> list[str]:
-    if recipe.startswith("gsm8k"):
+    if "gsm8k" in recipe:
         train, validation = DATA / "gsm8k_train_sample.jsonl", DATA / "gsm8k_test_sample.jsonl"
     else:
         train, validation = _math_lighteval_like(tmp_path / "math_train.parquet"), DATA / "math500_sample.jsonl"
@@ -166,7 +167,8 @@ def test_recipe_trains_two_steps_on_cpu_at_the_real_vocabulary_size(
     export = tmp_path / written["trainer"]["callbacks"][1]["init_args"]["dirpath"] / "final"
     exported = AutoModelForCausalLM.from_pretrained(export)
     assert exported.config.vocab_size == QWEN2_VOCAB_SIZE
-    for key, value in policy.state_dict().items():
-        torch.testing.assert_close(exported.state_dict()[key], value, msg=lambda m: f"{key}: {m}")
+    if not hasattr(policy, "peft_config"):  # adapter / merged LoRA exports are compared in tests/test_lora.py
+        for key, value in policy.state_dict().items():
+            torch.testing.assert_close(exported.state_dict()[key], value, msg=lambda m: f"{key}: {m}")
     assert AutoTokenizer.from_pretrained(export).chat_template == AutoTokenizer.from_pretrained(model_dir).chat_template
     assert seconds < 60, f"{recipe.name} took {seconds:.0f} s"

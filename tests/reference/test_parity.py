@@ -21,7 +21,9 @@ How the peers are run
   kl_loss_coef · agg(kl)), with ``global_batch_info`` = our normalisers. verl's package imports Ray
   and tensordict; it cannot be a dependency of the project (its pins clash with our transformers),
   so these tests run where it was installed by hand:
-  ``pip install --no-deps verl==0.9.1 && pip install omegaconf tensordict codetiming orjson ray``;
+  ``pip install --no-deps verl==0.9.1 && pip install omegaconf tensordict codetiming orjson ray``,
+  then delete the top-level ``tests`` package verl's wheel puts in site-packages (it shadows this
+  repository's ``tests`` namespace, and the distributed tests' callbacks stop importing);
   elsewhere they are skipped with that reason.
 
 Normalisers: the project counts only non-empty completions in n; TRL's ``grpo``/``dr_grpo``/
@@ -456,7 +458,10 @@ def test_detached_ratio_in_the_kl_would_be_caught():
 # =========================================================================================== verl
 
 
-VERL_INSTALL = "pip install --no-deps verl==0.9.1 && pip install omegaconf tensordict codetiming orjson ray"
+VERL_INSTALL = (
+    "pip install --no-deps verl==0.9.1 && pip install omegaconf tensordict codetiming orjson ray, "
+    "then delete the stray site-packages/tests package verl's wheel installs"
+)
 
 
 def _verl():

@@ -198,7 +198,12 @@ class RolloutDataModule(LightningDataModule):
         return int(getattr(config, "max_position_embeddings", None) or self.tokenizer.model_max_length)
 
     def _prepare(self, table: Any) -> Any:
-        table = table.map(lambda row: {"prompt": self.format_prompt(row["question"])})
+        # A column from a list, not ``table.map(fn)``: ``fn`` would close over this module (tokenizer and
+        # all), which ``datasets`` cannot fingerprint, so every run warned and drew a progress bar.
+        prompts = [self.format_prompt(question) for question in table["question"]]
+        if "prompt" in table.column_names:
+            table = table.remove_columns("prompt")
+        table = table.add_column("prompt", prompts)
         lengths = [len(ids) for ids in self.tokenizer(list(table["prompt"]), add_special_tokens=False)["input_ids"]]
         longest = max(range(len(lengths)), key=lengths.__getitem__)
         if lengths[longest] > self.max_prompt_tokens:

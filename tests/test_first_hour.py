@@ -40,6 +40,8 @@ HANDLED = (
     "IterableDataset` has `__len__`",
     "Epoch 0/",  # the old bar: "Epoch 0/-2"
     "must be less than or equal to the number of the training batches",
+    "couldn't be hashed properly",  # datasets' fingerprint warning for a map() closing over the data module
+    "Map:",  # datasets' progress bar for that map()
 )
 
 

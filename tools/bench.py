@@ -693,7 +693,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "make every variant slower and noisier)")
     parser.add_argument("--trl-micro-batch", type=int, default=None, help="completions per micro-batch of trl_mb (8)")
     parser.add_argument("--memory-limit-gb", type=float, default=None,
-                        help="address-space limit per subprocess, GiB (real_vocab: 12; others: none)")
+                        help="address-space limit per subprocess, GiB (real_vocab: 10; others: none)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"])
     parser.add_argument("--log", default=None, help="stderr of the subprocesses (default: a temporary file)")

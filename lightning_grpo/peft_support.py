@@ -16,8 +16,9 @@ loaded policy with :func:`apply_adapter`. Then:
 
 The fast sampler's lean decode steps need plain ``nn.Linear`` projections; with LoRA they fall
 back to the HF forward with a logged reason (``StaticCacheDecoder.unsupported_reason`` in
-``sampling/static_cache.py``). Adapter dropout (``lora_dropout``) is active in every training-mode forward, including the one that computes logp_old when a rollout
-feeds several updates, so ratios then carry dropout noise; 0 avoids that.
+``sampling/static_cache.py``). Adapter dropout (``lora_dropout``) is active in every training-mode
+forward, including the one that computes logp_old when a rollout feeds several updates, so ratios
+then carry dropout noise; 0 avoids that.
 """
 
 from __future__ import annotations

@@ -25,8 +25,12 @@ class ModelLoadError(OSError):
 
 
 def _looks_like_hub_id(path_or_name: str) -> bool:
-    """``name`` or ``org/name``: what the hub accepts (a longer or explicitly relative path is local)."""
-    return len(Path(path_or_name).parts) <= 2 and not path_or_name.startswith((".", "/", "~"))
+    """``name`` or ``org/name``: what the hub accepts. A longer or explicitly relative path is local, and
+    so is ``dir/name`` when ``dir`` is a local folder (``runs/typo``: a mistyped path, not a hub org)."""
+    parts = Path(path_or_name).parts
+    if len(parts) > 2 or path_or_name.startswith((".", "/", "~")):
+        return False
+    return not (len(parts) == 2 and Path(parts[0]).is_dir())
 
 
 def _from_pretrained(load: Any, path_or_name: str, role: str, what: str, **kwargs: Any) -> Any:
@@ -39,7 +43,11 @@ def _from_pretrained(load: Any, path_or_name: str, role: str, what: str, **kwarg
     """
     local = Path(path_or_name).expanduser()
     if not local.exists() and not _looks_like_hub_id(path_or_name):
-        raise FileNotFoundError(f"{role}: {what} path {path_or_name!r} does not exist")
+        parts = Path(path_or_name).parts
+        why_local = f"{parts[0]!r} is a local folder" if len(parts) == 2 else "it is not of the form name or org/name"
+        raise FileNotFoundError(
+            f"{role}: {what} path {path_or_name!r} does not exist (a local path, not a hub id: {why_local})"
+        )
     try:
         return load(path_or_name, **kwargs)
     except (OSError, ValueError) as error:
@@ -51,7 +59,8 @@ def _from_pretrained(load: Any, path_or_name: str, role: str, what: str, **kwarg
         raise ModelLoadError(
             f"{role}: cannot load the {what} {path_or_name!r}: no such local path, and the Hugging Face hub "
             f"did not provide it ({reason}). Give a local checkpoint directory, or run where the hub (or a "
-            f"cache holding {path_or_name!r}) is reachable"
+            f"cache holding {path_or_name!r}) is reachable; without a network, HF_HUB_OFFLINE=1 skips the "
+            f"hub's retries"
         ) from error
 
 

@@ -536,7 +536,8 @@ class GRPOModule(LightningModule):
         # Already global and equal on every rank: no further reduction.
         self.log_dict(logged, sync_dist=False, rank_zero_only=False)
         if not self.trainer.sanity_checking:
-            summary = ", ".join(f"{k} {v.item():.4g}" for k, v in values.items())
+            # val/accuracy is the greedy completions' accuracy; pass@k and maj@k are over the sampled ones.
+            summary = ", ".join(f"{'greedy accuracy' if k == 'accuracy' else k} {v.item():.4g}" for k, v in values.items())
             rank_zero_info(f"validation at step {step}: {summary}")
 
     def _log_eval_examples(self, batch: EvalBatch) -> None:

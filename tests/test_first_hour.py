@@ -83,6 +83,7 @@ def test_cli_fit_and_resume_on_a_small_dataset_show_only_what_matters(tmp_path: 
         for message in HANDLED:
             assert message not in screen, f"{name} printed {message!r}:\n{screen[-4000:]}"
     assert "validation at step 3:" in first.stdout + first.stderr
+    assert "greedy accuracy" in first.stdout + first.stderr  # says which of its accuracies it is
     assert "Optimizer steps" in first.stdout and "4/4" in first.stdout
     assert "validation at step 6:" in resumed.stdout + resumed.stderr
     assert "Optimizer steps" in resumed.stdout and "6/6" in resumed.stdout

@@ -41,6 +41,21 @@ def test_missing_local_path_is_named(load, tmp_path: Path) -> None:  # type: ign
 
 
 @pytest.mark.parametrize("load", [load_causal_lm, load_tokenizer], ids=["model", "tokenizer"])
+def test_a_mistyped_path_under_a_local_folder_does_not_ask_the_hub(load, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``runs/typo`` has the shape of a hub id, but ``runs`` is a folder here: a missing local path, at
+    once (the hub would retry for most of a minute without a network)."""
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"path 'runs/typo' does not exist \(a local path, not a hub id: 'runs' is"):
+        load("runs/typo")
+
+
+def test_the_hub_error_says_how_to_skip_the_retries(offline_hub) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE=1"):
+        load_tokenizer(HUB_ID)
+
+
+@pytest.mark.parametrize("load", [load_causal_lm, load_tokenizer], ids=["model", "tokenizer"])
 def test_local_directory_without_a_checkpoint_is_named(load, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "notes.txt").write_text("not a model")
     with pytest.raises(ModelLoadError, match=rf"from the local path '{tmp_path}'"):

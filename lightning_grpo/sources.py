@@ -45,12 +45,55 @@ class PromptSource:
         raise NotImplementedError
 
 
-class Arithmetic(PromptSource):
+class GeneratedProblems(PromptSource):
+    """Problems drawn from a generator seeded with ``seed``: the held-out split is the first
+    ``num_validation`` distinct questions it draws, the training split the next ``num_train`` questions
+    that are not among them (repeats within training allowed). Subclasses define :meth:`problem` and
+    :attr:`id_prefix`."""
+
+    id_prefix: str  # row ids are "<id_prefix>-<split>-<index>"
+
+    def __init__(self, num_train: int, num_validation: int, seed: int) -> None:
+        if num_train < 1 or num_validation < 0:
+            raise ValueError(f"need num_train >= 1 and num_validation >= 0, got {num_train}, {num_validation}")
+        self.num_train = num_train
+        self.num_validation = num_validation
+        self.seed = seed
+
+    def problem(self, rng: random.Random) -> tuple[str, str, str]:
+        """One draw: (question, answer, solution)."""
+        raise NotImplementedError
+
+    def load(self, split: Split) -> datasets.Dataset:
+        rng = random.Random(self.seed)
+        validation: dict[str, tuple[str, str]] = {}
+        while len(validation) < self.num_validation:
+            question, answer, solution = self.problem(rng)
+            validation.setdefault(question, (answer, solution))
+        rows = [(q, a, s) for q, (a, s) in validation.items()] if split == "validation" else []
+        if split == "train":
+            while len(rows) < self.num_train:
+                row = self.problem(rng)
+                if row[0] not in validation:
+                    rows.append(row)
+        return datasets.Dataset.from_dict(
+            {
+                "id": [f"{self.id_prefix}-{split}-{i}" for i in range(len(rows))],
+                "question": [q for q, _, _ in rows],
+                "answer": [a for _, a, _ in rows],
+                "solution": [s for _, _, s in rows],
+            }
+        )
+
+
+class Arithmetic(GeneratedProblems):
     """Synthetic integer arithmetic: ``"37+58="`` with gold ``"95"``, deterministic in ``seed``.
 
     Difficulty knobs: ``max_operand`` (operands are drawn from 0..max_operand), ``num_operands`` and
     ``operations`` (a string over ``+-*``). The validation split never repeats a training question.
     """
+
+    id_prefix = "arith"
 
     def __init__(
         self,
@@ -67,20 +110,18 @@ class Arithmetic(PromptSource):
             raise ValueError(f"num_operands must be >= 2, got {num_operands}")
         if not operations or set(operations) - set("+-*"):
             raise ValueError(f"operations must be a non-empty string over '+-*', got {operations!r}")
-        if num_train < 1 or num_validation < 0:
-            raise ValueError(f"need num_train >= 1 and num_validation >= 0, got {num_train}, {num_validation}")
+        super().__init__(num_train, num_validation, seed)
         self.max_operand = max_operand
         self.num_operands = num_operands
         self.operations = operations
-        self.num_train = num_train
-        self.num_validation = num_validation
-        self.seed = seed
 
-    def _question(self, rng: random.Random) -> str:
+    def problem(self, rng: random.Random) -> tuple[str, str, str]:
         parts = [str(rng.randint(0, self.max_operand))]
         for _ in range(self.num_operands - 1):
             parts += [rng.choice(self.operations), str(rng.randint(0, self.max_operand))]
-        return "".join(parts) + "="
+        question = "".join(parts) + "="
+        answer = str(self.evaluate(question))
+        return question, answer, answer
 
     @staticmethod
     def evaluate(question: str) -> int:
@@ -97,27 +138,6 @@ class Arithmetic(PromptSource):
             terms += sign * product
             sign, product = (1 if ch == "+" else -1), 1
         return terms
-
-    def load(self, split: Split) -> datasets.Dataset:
-        rng = random.Random(self.seed)
-        validation: dict[str, None] = {}
-        while len(validation) < self.num_validation:
-            validation.setdefault(self._question(rng), None)
-        questions = list(validation) if split == "validation" else []
-        if split == "train":
-            while len(questions) < self.num_train:
-                q = self._question(rng)
-                if q not in validation:
-                    questions.append(q)
-        answers = [str(self.evaluate(q)) for q in questions]
-        return datasets.Dataset.from_dict(
-            {
-                "id": [f"arith-{split}-{i}" for i in range(len(questions))],
-                "question": questions,
-                "answer": answers,
-                "solution": answers,
-            }
-        )
 
 
 # ---- reading a table: local file, local folder or hub id ------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 import datasets
 import pytest
 
-from lightning_grpo.sources import GSM8K, MATH, JsonlProblems, is_local_reference, last_boxed, read_table
+from lightning_grpo.sources import GSM8K, MATH, Arithmetic, JsonlProblems, is_local_reference, last_boxed, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -264,3 +264,15 @@ def test_the_repository_does_not_depend_on_files_beside_it() -> None:
                         offenders.append(f"{path.relative_to(ROOT)}:{number}")
     assert offenders == []
 
+
+
+def test_generated_problems_hold_out_distinct_questions_never_trained_on() -> None:
+    """Arithmetic over 0..9 with '+' has only 100 questions: 60 held out leaves 40 for 500 training rows,
+    so training repeats questions but never draws a held-out one."""
+    source = Arithmetic(max_operand=9, num_train=500, num_validation=60, seed=1)
+    train, validation = source.load("train"), source.load("validation")
+    assert len(validation) == 60 and len(set(validation["question"])) == 60
+    assert len(train) == 500 and len(set(train["question"])) == 40
+    assert not set(train["question"]) & set(validation["question"])
+    assert train["id"][:2] == ["arith-train-0", "arith-train-1"] and validation["id"][0] == "arith-validation-0"
+    assert all(a == str(Arithmetic.evaluate(q)) for q, a in zip(train["question"], train["answer"]))

@@ -28,10 +28,8 @@ import random
 from collections import Counter
 from typing import Any
 
-import datasets
-
 from lightning_grpo.rewards.base import RewardFunction
-from lightning_grpo.sources import PromptSource, Split
+from lightning_grpo.sources import GeneratedProblems
 
 _ALLOWED = set("0123456789+-*() ")
 MAX_EXPRESSION_CHARS = 200
@@ -178,7 +176,7 @@ class CountdownReward(RewardFunction):
         return self.correct_value if check(completion, gold) else self.incorrect_value
 
 
-class Countdown(PromptSource):
+class Countdown(GeneratedProblems):
     """Countdown problems ``"3 7 9 5 -> 41:"``, deterministic in ``seed`` (see the module docstring).
 
     Difficulty knobs: ``num_numbers`` given numbers drawn from 1..``max_number``; the teacher's
@@ -186,6 +184,8 @@ class Countdown(PromptSource):
     whose teacher expression falls outside are drawn again). The validation split never repeats a
     training question.
     """
+
+    id_prefix = "countdown"
 
     def __init__(
         self,
@@ -204,19 +204,15 @@ class Countdown(PromptSource):
             raise ValueError(f"need max_number >= 1 and max_target >= 1; got {max_number}, {max_target}")
         if not operations or set(operations) - set("+-*"):
             raise ValueError(f"operations must be a non-empty string over '+-*', got {operations!r}")
-        if num_train < 1 or num_validation < 0:
-            raise ValueError(f"need num_train >= 1 and num_validation >= 0, got {num_train}, {num_validation}")
+        super().__init__(num_train, num_validation, seed)
         self.num_numbers = num_numbers
         self.max_number = max_number
         self.min_used = min_used
         self.max_target = max_target
         self.operations = operations
-        self.num_train = num_train
-        self.num_validation = num_validation
-        self.seed = seed
 
-    def _problem(self, rng: random.Random) -> tuple[str, str, str]:
-        """(question, gold, teacher expression)."""
+    def problem(self, rng: random.Random) -> tuple[str, str, str]:
+        """(question, gold ``"target|n1,n2,..."``, the teacher's expression as the solution)."""
         while True:
             numbers = [rng.randint(1, self.max_number) for _ in range(self.num_numbers)]
             used = rng.sample(numbers, rng.randint(self.min_used, self.num_numbers))
@@ -231,23 +227,3 @@ class Countdown(PromptSource):
         gold = f"{target}|{','.join(map(str, numbers))}"
         return question, gold, expression
 
-    def load(self, split: Split) -> datasets.Dataset:
-        rng = random.Random(self.seed)
-        validation: dict[str, tuple[str, str]] = {}
-        while len(validation) < self.num_validation:
-            question, gold, expression = self._problem(rng)
-            validation.setdefault(question, (gold, expression))
-        rows = [(q, g, e) for q, (g, e) in validation.items()] if split == "validation" else []
-        if split == "train":
-            while len(rows) < self.num_train:
-                question, gold, expression = self._problem(rng)
-                if question not in validation:
-                    rows.append((question, gold, expression))
-        return datasets.Dataset.from_dict(
-            {
-                "id": [f"countdown-{split}-{i}" for i in range(len(rows))],
-                "question": [q for q, _, _ in rows],
-                "answer": [g for _, g, _ in rows],
-                "solution": [e for _, _, e in rows],
-            }
-        )

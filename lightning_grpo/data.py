@@ -91,8 +91,8 @@ class RolloutDataModule(LightningDataModule):
             rewards: reward functions, summed with their weights (default: exact integer match).
             reward_on_error: a reward function that raises stops the run with an error naming it
                 ('raise') or scores 0 and is counted ('zero').
-            prompt_template: ``str.format`` template with ``{question}``, used when the tokenizer has
-                no chat template or ``use_chat_template`` is False.
+            prompt_template: ``str.format`` template with ``{question}``: the user's message. With a chat
+                template it becomes the user turn; without one it is the whole prompt.
             use_chat_template: wrap the prompt as a user turn with the tokenizer's chat template.
             system_prompt: a system turn before the question (e.g. "Please reason step by step, and put
                 your final answer within \\boxed{}."); it replaces the template's default system turn
@@ -168,11 +168,11 @@ class RolloutDataModule(LightningDataModule):
     def format_prompt(self, question: str) -> str:
         assert self.tokenizer is not None
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        text = self.prompt_template.format(question=question)  # the user's words, with or without a chat template
         if self.use_chat_template and self.tokenizer.chat_template:
             return self.tokenizer.apply_chat_template(
-                system + [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+                system + [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
             )
-        text = self.prompt_template.format(question=question)
         return f"{self.system_prompt}\n\n{text}" if self.system_prompt else text
 
     def setup(self, stage: str) -> None:

@@ -14,6 +14,7 @@ IO; and Lightning messages whose premise does not hold here are silenced (:mod:`
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from lightning.pytorch import Trainer
@@ -27,6 +28,7 @@ from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.demo.warm_start import WarmStart
 from lightning_grpo.quiet import silence_handled_messages
+from lightning_grpo.renamed_options import check_renamed
 
 
 class GRPOCLI(LightningCLI):
@@ -73,6 +75,7 @@ def _as_list(value: Any) -> list[Any]:
 
 def main(args: list[str] | None = None) -> None:
     silence_handled_messages()
+    check_renamed(list(args) if args is not None else sys.argv[1:])
     GRPOCLI(
         GRPOModule,
         RolloutDataModule,

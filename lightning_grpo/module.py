@@ -200,7 +200,7 @@ class GRPOModule(LightningModule):
         minimum = getattr(self.advantage, "min_group_size", 2)
         if stage == "fit" and group_size is not None and group_size < minimum:
             raise ValueError(
-                f"data.group_size={group_size} is too small for {type(self.advantage).__name__}: it compares the "
+                f"data.rollout.group_size={group_size} is too small for {type(self.advantage).__name__}: it compares the "
                 f"completions of a group and needs group_size >= {minimum}"
             )
 

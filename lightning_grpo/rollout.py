@@ -1,8 +1,8 @@
 """The ``Rollout`` (one scored batch of groups) and the one function that builds it from samples.
 
 ``build_rollout`` is the only place where sampled ids become texts, texts become a ``RewardBatch``,
-and reward scores become tensors; training (``RolloutDataModule.make_rollout``) and validation
-(``RolloutDataModule.make_eval_batch``) both call it. The source row's extra fields (everything
+and reward scores become tensors; training (``RolloutEngine.sample_round``) and validation
+(``RolloutEngine.evaluate``) both call it. The source row's extra fields (everything
 but ``prompt``, ``answer`` and ``id``) reach the reward functions as ``RewardBatch.metadata``.
 
 Completion i belongs to prompt (group) i // G; ``group_ids`` says so explicitly, and dynamic
@@ -31,8 +31,8 @@ class Rollout:
     """P prompts × G completions of one rank, scored. N = P·G rows, Tp prompt and Tc completion positions."""
 
     input_ids: Tensor  # [N, Tp + Tc] left-padded prompt followed by the completion
-    attention_mask: Tensor  # [N, Tp + Tc] prompt mask, then the completion's loss mask
-    completion_mask: Tensor  # [N, Tc] 1 up to and including the first EOS
+    attention_mask: Tensor  # [N, Tp + Tc] prompt mask, then the transcript (model and environment tokens)
+    completion_mask: Tensor  # [N, Tc] loss mask: the model's tokens (single-turn: up to and including EOS)
     truncated: Tensor  # [N] bool: no EOS within max_new_tokens
     rewards: Tensor  # [N] weighted sum of the reward components
     reward_components: dict[str, Tensor]  # name -> [N]
@@ -160,8 +160,10 @@ def build_rollout(
     g = samples.num_samples
     n = samples.sequences.shape[0]
     device = samples.sequences.device
-    lengths = samples.completion_mask.sum(dim=1)  # [N]
-    texts, undecodable = decode_completions(tokenizer, samples.completion_ids, lengths)
+    lengths = samples.completion_mask.sum(dim=1)  # [N] the model's tokens (the loss tokens)
+    context = samples.context_mask if samples.context_mask is not None else samples.completion_mask  # [N, Tc]
+    # The reward functions read the whole transcript after the prompt (environment messages included).
+    texts, undecodable = decode_completions(tokenizer, samples.completion_ids, context.sum(dim=1))
     metadata = batch.get("metadata") or [{} for _ in batch["prompt"]]
     truncated = [bool(x) for x in samples.truncated.tolist()]
     reward_batch = RewardBatch(
@@ -177,7 +179,11 @@ def build_rollout(
     )
     start = time.perf_counter()
     total, components = composer(reward_batch)
+    if samples.env_rewards is not None:  # the environment's own per-episode rewards: one more component
+        components["environment"] = [float(x) for x in samples.env_rewards.tolist()]
+        total = [t + e for t, e in zip(total, components["environment"])]
     stats = {
+        **samples.stats,
         "time/generation_s": samples.generation_s,
         "time/reward_s": time.perf_counter() - start,
         "completions/undecodable_frac": float(undecodable.float().mean()),
@@ -196,7 +202,7 @@ def build_rollout(
         answers = [correctness.extract(t, truncated=f) for t, f in zip(texts, truncated)]
     return Rollout(
         input_ids=samples.sequences,
-        attention_mask=torch.cat([samples.prompt_mask, samples.completion_mask.to(samples.prompt_mask.dtype)], dim=1),
+        attention_mask=torch.cat([samples.prompt_mask, context.to(samples.prompt_mask.dtype)], dim=1),
         completion_mask=samples.completion_mask,
         truncated=samples.truncated,
         rewards=torch.tensor(total, device=device, dtype=torch.float32),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from tests.builders import make_data
 from lightning_grpo.demo.tiny_model import build_char_tokenizer
 from lightning_grpo.rewards.base import RewardBatch, RewardComposer, RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
@@ -94,6 +95,6 @@ def test_data_module_setup_starts_every_reward_function(tiny_model_dir) -> None:
         def setup(self) -> None:
             Counting.started += 1
 
-    data = RolloutDataModule(tokenizer=str(tiny_model_dir), rewards=[Counting(name="correct")])
+    data = make_data(tokenizer=str(tiny_model_dir), rewards=[Counting(name="correct")])
     data.setup("fit")
     assert Counting.started == 1

@@ -79,7 +79,7 @@ def test_the_optimizer_is_configured_on_the_module_only() -> None:
 
 
 @pytest.mark.parametrize(
-    "override", ["--model.objective=NoSuchObjective", '--data.rewards=[{"class_path": "NoSuchReward"}]']
+    "override", ["--model.objective=NoSuchObjective", '--data.rollout.rewards=[{"class_path": "NoSuchReward"}]']
 )
 def test_unknown_objective_or_reward_name_is_a_clear_error(override: str) -> None:
     result = _cli("fit", "--config", "configs/demo.yaml", override, "--print_config")

@@ -70,7 +70,7 @@ def test_recipe_rewards_follow_the_task() -> None:
     assert rewards[0]["class_path"] == "lightning_grpo.demo.countdown.CountdownReward"
     assert rewards[0]["init_args"]["name"] == "correct"
     assert rewards[1]["init_args"]["cache_len"] == co.TASKS["countdown"].overlong_cache_len
-    assert dapo["data"]["rewards"][0]["class_path"] == "lightning_grpo.rewards.ExactInteger"  # not mutated
+    assert dapo["data"]["rollout"]["rewards"][0]["class_path"] == "lightning_grpo.rewards.ExactInteger"  # not mutated
     agpo = co._load_yaml(ROOT / "configs" / "objectives" / "agpo.yaml")
     (override,) = co.task_reward_overrides(agpo, co.TASKS["countdown"])
     assert [r["class_path"] for r in json.loads(override.split("=", 1)[1])] == [

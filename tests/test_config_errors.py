@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.builders import make_data
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
@@ -16,23 +17,23 @@ from lightning_grpo.sources import GSM8K, JsonlProblems
 
 def test_group_of_one_is_refused_for_an_estimator_that_compares_within_groups() -> None:
     module = GRPOModule("unused")  # the default GroupNormalized needs >= 2 completions per group
-    module.trainer = SimpleNamespace(datamodule=RolloutDataModule(group_size=1))
+    module.trainer = SimpleNamespace(datamodule=make_data(group_size=1))
     with pytest.raises(ValueError, match=r"group_size=1 .*GroupNormalized.*needs group_size >= 2"):
         module.setup("fit")
-    module.trainer = SimpleNamespace(datamodule=RolloutDataModule(group_size=2))
+    module.trainer = SimpleNamespace(datamodule=make_data(group_size=2))
     module.setup("fit")
 
 
 def test_prompts_that_do_not_split_into_whole_groups_per_rank_are_refused() -> None:
-    data = RolloutDataModule(prompts_per_step=3)
+    data = make_data(prompts_per_step=3)
     data.trainer = SimpleNamespace(world_size=2, global_rank=0)
     with pytest.raises(ValueError, match=r"prompts_per_step=3 is not a whole number of groups per rank on 2 ranks"):
         _ = data.prompts_per_rank
 
 
 def test_completion_budget_beyond_the_context_is_refused(tiny_model_dir: Path) -> None:
-    data = RolloutDataModule(tokenizer=str(tiny_model_dir), max_new_tokens=300)
-    with pytest.raises(ValueError, match=r"max_new_tokens=300 leaves no room.*context of 256 tokens"):
+    data = make_data(tokenizer=str(tiny_model_dir), max_new_tokens=300)
+    with pytest.raises(ValueError, match=r"data.rollout.max_new_tokens=300 leaves no room.*context of 256 tokens"):
         data.setup("fit")
 
 
@@ -40,7 +41,7 @@ def test_a_prompt_longer_than_the_context_left_is_named(tiny_model_dir: Path, tm
     path = tmp_path / "long.jsonl"
     rows = [{"problem": "1+1=", "answer": "2"}, {"problem": "9" * 250, "answer": "9"}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    data = RolloutDataModule(JsonlProblems(train_path=str(path)), tokenizer=str(tiny_model_dir), max_new_tokens=16,
+    data = make_data(JsonlProblems(train_path=str(path)), tokenizer=str(tiny_model_dir), max_new_tokens=16,
                              use_chat_template=False)
     with pytest.raises(ValueError, match=r"prompt 'long-1' has 250 tokens.*240"):
         data.setup("fit")
@@ -89,23 +90,23 @@ def test_missing_policy_path_is_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"val_batch_size": 0}, "val_batch_size >= 1"),
+        ({"val_batch_size": 0}, "validation.batch_size >= 1"),
         ({"val_greedy": False, "val_num_samples": 0}, "would generate nothing"),
         ({"group_size": 0}, "group_size must be >= 1, got 0"),
         ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
         ({"top_p": 1.5}, r"top_p must be in \(0, 1\], got 1.5"),
         ({"max_new_tokens": 0}, "max_new_tokens must be >= 1, got 0"),
-        ({"prompt_template": "Q:"}, "must contain '{question}'"),
+        ({"prompt_template": "Q:"}, "data.prompt.template must contain '{question}'"),
     ],
 )
 def test_data_options_out_of_range_are_named(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        RolloutDataModule(**kwargs)
+        make_data(**kwargs)
 
 
 def test_validation_without_held_out_prompts_says_so(tiny_model_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps({"problem": "1+1=", "answer": "2"}) + "\n")
-    data = RolloutDataModule(JsonlProblems(train_path=str(path)), tokenizer=str(tiny_model_dir))
-    with pytest.raises(ValueError, match=r"no held-out prompts for validation.*set data.val_source"):
+    data = make_data(JsonlProblems(train_path=str(path)), tokenizer=str(tiny_model_dir))
+    with pytest.raises(ValueError, match=r"no held-out prompts for validation.*set data.validation.source"):
         data.setup("validate")

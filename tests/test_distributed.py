@@ -207,7 +207,7 @@ def _validate(tiny_model_dir: Path, out: Path, devices: int) -> dict:
         "validate", "--config", str(ROOT / "configs" / "demo.yaml"), *strategy,
         f"--trainer.default_root_dir={out}", f"--trainer.devices={devices}", "--trainer.logger=false",
         "--trainer.enable_progress_bar=false", f"--model.model_name_or_path={tiny_model_dir}",
-        "--data.source.init_args.num_validation=7", "--data.val_batch_size=2", "--data.val_num_samples=2",
+        "--data.source.init_args.num_validation=7", "--data.validation.batch_size=2", "--data.validation.num_samples=2",
         "--trainer.callbacks+=tests.distributed.callbacks.ValidationDump", f"--trainer.callbacks.path={dump}",
         cwd=ROOT,
     )

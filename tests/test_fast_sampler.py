@@ -190,15 +190,11 @@ def test_hf_backend_ignores_distribution_changing_checkpoint_defaults(model_and_
         model.generation_config.repetition_penalty = None
 
 
-def test_unknown_backend_shorthand_is_rejected_by_name() -> None:
-    from lightning_grpo.data import RolloutDataModule
+def test_the_default_sampler_is_the_fast_one_and_hf_is_chosen_by_class() -> None:
+    from lightning_grpo.rollout_engine import RolloutEngine
 
-    with pytest.raises(ValueError, match="sampler_backend must be one of \\['fast', 'hf'\\], got 'vllm'"):
-        RolloutDataModule(sampler_backend="vllm")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="not both"):
-        RolloutDataModule(sampler=HFSampler(), sampler_backend="fast")
-    assert isinstance(RolloutDataModule().sampler, FastSampler)  # the default
-    assert isinstance(RolloutDataModule(sampler_backend="hf").sampler, HFSampler)
+    assert isinstance(RolloutEngine().sampler, FastSampler)  # the default
+    assert isinstance(RolloutEngine(sampler=HFSampler()).sampler, HFSampler)
 
 
 def test_fast_sampler_falls_back_to_hf_generate_and_says_why(model_and_tokenizer, monkeypatch, caplog) -> None:

@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from tests.builders import make_data
 from lightning_grpo.callbacks import RichStepProgressBar, TQDMStepProgressBar
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
@@ -70,7 +71,7 @@ def test_cli_fit_and_resume_on_a_small_dataset_show_only_what_matters(tmp_path: 
         f"--trainer.logger.init_args.save_dir={tmp_path}",
         f"--model.model_name_or_path={tmp_path / 'warm'}", f"--warm_start.output_dir={tmp_path / 'warm'}",
         "--warm_start.steps=20", "--warm_start.hidden_size=64", "--warm_start.num_layers=2",
-        "--data.source.init_args.num_train=16", "--data.val_max_prompts=8", "--data.val_num_samples=2",
+        "--data.source.init_args.num_train=16", "--data.validation.max_prompts=8", "--data.validation.num_samples=2",
         "--trainer.val_check_interval=3", f"--trainer.callbacks.init_args.dirpath={checkpoints}",
         "--trainer.callbacks.init_args.every_n_train_steps=2",
     ]
@@ -124,7 +125,7 @@ def _fit(model_dir: Path, root: Path, max_steps: int, updates: int, callbacks: l
     )
     module = GRPOModule(str(model_dir), objective=GRPO(beta=0.0), learning_rate=1e-3, updates_per_rollout=updates,
                         log_completions_every_n_steps=0)
-    data = RolloutDataModule(data_kwargs.pop("source", Arithmetic(num_train=12)), tokenizer=str(model_dir),
+    data = make_data(data_kwargs.pop("source", Arithmetic(num_train=12)), tokenizer=str(model_dir),
                              prompts_per_step=2, group_size=4, max_new_tokens=4, rewards=[DigitShare(), ExactInteger()],
                              **data_kwargs)
     trainer.fit(module, data, ckpt_path=ckpt_path)
@@ -194,7 +195,7 @@ def test_validate_reports_and_logs_the_checkpoint_step(tiny_model_dir: Path, tmp
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, filename="{step}")
     _fit(tiny_model_dir, tmp_path, max_steps=2, updates=1, callbacks=[checkpoint])
     module = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.0))
-    data = RolloutDataModule(Arithmetic(num_validation=3), tokenizer=str(tiny_model_dir), max_new_tokens=2,
+    data = make_data(Arithmetic(num_validation=3), tokenizer=str(tiny_model_dir), max_new_tokens=2,
                              val_batch_size=3, val_num_samples=1, rewards=None)
     trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     with caplog.at_level("INFO"):

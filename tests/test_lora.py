@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM
 
+from tests.builders import make_data
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.export import ExportHuggingFace
 from lightning_grpo.logprobs import completion_logprobs
@@ -75,7 +76,7 @@ def _fit(model_dir: Path, root: Path, max_steps: int, ckpt_path: str | None = No
     )
     module = GRPOModule(str(model_dir), objective=GRPO(beta=0.04), learning_rate=5e-2, warmup_steps=1,
                         lr_schedule="cosine", log_completions_every_n_steps=0, peft=lora(dropout))
-    data = RolloutDataModule(Arithmetic(num_train=12), tokenizer=str(model_dir), prompts_per_step=2, group_size=4,
+    data = make_data(Arithmetic(num_train=12), tokenizer=str(model_dir), prompts_per_step=2, group_size=4,
                              max_new_tokens=4, seed=3, rewards=[DigitShare()])
     trainer.fit(module, data, ckpt_path=ckpt_path)
     return module, snapshot, trainer

@@ -13,6 +13,7 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 
+from tests.builders import make_data
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.models import ModelLoadError, load_causal_lm, load_tokenizer
 
@@ -63,7 +64,7 @@ def test_local_directory_without_a_checkpoint_is_named(load, tmp_path: Path) -> 
 
 
 def test_the_data_module_reports_the_tokenizer_path_first(offline_hub) -> None:  # type: ignore[no-untyped-def]
-    data = RolloutDataModule(tokenizer=HUB_ID)
+    data = make_data(tokenizer=HUB_ID)
     with pytest.raises(ModelLoadError, match=rf"tokenizer: cannot load the tokenizer '{HUB_ID}'"):
         data.setup("fit")
 

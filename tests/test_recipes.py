@@ -63,7 +63,7 @@ def test_recipe_parses_alone_and_with_each_strategy(recipe: Path, capsys: pytest
     _assert_contains(config, yaml.safe_load(recipe.read_text()), "")
     assert config["model"]["model_name_or_path"].startswith("Qwen/")  # a hub id, nothing local
     assert config["trainer"]["precision"] == "bf16-mixed" and config["trainer"]["accelerator"] == "gpu"
-    assert "boxed" in config["data"]["system_prompt"]
+    assert "boxed" in config["data"]["prompt"]["system_prompt"]
     for strategy in STRATEGIES:
         combined = _print_config(["--config", str(recipe), "--config", str(strategy), "--trainer.devices=8"], capsys)
         assert str(combined["trainer"]["devices"]) == "8"  # devices is typed list | str | int
@@ -134,10 +134,10 @@ def test_recipe_trains_two_steps_on_cpu_at_the_real_vocabulary_size(
         "--trainer.limit_val_batches=1",
         "--trainer.enable_progress_bar=false",
         "--data.prompts_per_step=2",
-        "--data.max_new_tokens=8",
-        "--data.val_max_prompts=2",
-        "--data.val_batch_size=2",
-        "--data.val_num_samples=2",
+        "--data.rollout.sampling.max_new_tokens=8",
+        "--data.validation.max_prompts=2",
+        "--data.validation.batch_size=2",
+        "--data.validation.num_samples=2",
     ]
     start = time.perf_counter()
     cli = GRPOCLI(GRPOModule, RolloutDataModule, subclass_mode_model=False, subclass_mode_data=False, run=False, args=args)
@@ -148,10 +148,10 @@ def test_recipe_trains_two_steps_on_cpu_at_the_real_vocabulary_size(
     trainer, policy, data = cli.trainer, cli.model.policy, cli.datamodule
     assert trainer.global_step == 2 * written["model"]["updates_per_rollout"]
     assert policy.get_output_embeddings().weight.shape[0] == QWEN2_VOCAB_SIZE
-    assert data.group_size == written["data"]["group_size"]
+    assert data.group_size == written["data"]["rollout"]["group_size"]
     # the recipe's system prompt replaced the chat template's default system turn
     prompt = data.datasets["train"][0]["prompt"]
-    assert prompt.startswith(f"<|im_start|>system\n{written['data']['system_prompt']}<|im_end|>\n<|im_start|>user\n")
+    assert prompt.startswith(f"<|im_start|>system\n{written['data']['prompt']['system_prompt']}<|im_end|>\n<|im_start|>user\n")
     assert QWEN_DEFAULT_SYSTEM not in prompt and prompt.endswith("<|im_start|>assistant\n")
     # validation on the test split with pass@k
     metrics = trainer.callback_metrics

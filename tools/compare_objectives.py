@@ -158,12 +158,12 @@ def optimizer_steps_per_rollout(configs: list[Path], extra: list[str]) -> int:
 
 
 def task_reward_overrides(recipe_config: dict[str, Any], task: Task) -> list[str]:
-    """A ``--data.rewards=...`` override when the recipe lists rewards written for the arithmetic task.
+    """A ``--data.rollout.rewards=...`` override when the recipe lists rewards written for the arithmetic task.
 
     The recipe's ``ExactInteger`` becomes the task's correctness reward (same init args), and DAPO's
     ``OverlongPenalty`` gets the task's ``cache_len`` (the recipe's is sized for the demo's budget).
     """
-    rewards = (recipe_config.get("data") or {}).get("rewards")
+    rewards = ((recipe_config.get("data") or {}).get("rollout") or {}).get("rewards")
     if not rewards:
         return []
     changed = False
@@ -180,7 +180,7 @@ def task_reward_overrides(recipe_config: dict[str, Any], task: Task) -> list[str
                 args["cache_len"] = task.overlong_cache_len
                 changed = True
         out.append(reward)
-    return [f"--data.rewards={json.dumps(out)}"] if changed else []
+    return [f"--data.rollout.rewards={json.dumps(out)}"] if changed else []
 
 
 @dataclass
@@ -208,8 +208,8 @@ def run_spec(recipe: str, seed: int, args: argparse.Namespace) -> RunSpec:
         *task.overrides,
         f"--trainer.max_steps={args.steps * optimizer_steps_per_rollout(configs, args.extra)}",
         f"--trainer.val_check_interval={args.steps}",
-        f"--data.val_num_samples={args.val_samples}",
-        f"--data.val_max_prompts={args.val_prompts}",
+        f"--data.validation.num_samples={args.val_samples}",
+        f"--data.validation.max_prompts={args.val_prompts}",
         f"--trainer.logger.init_args.save_dir={log_dir.parent}",
         f"--trainer.logger.init_args.name={log_dir.name}",
         "--trainer.logger.init_args.version=0",
@@ -231,8 +231,8 @@ def start_spec(args: argparse.Namespace) -> RunSpec:
         sys.executable, "-m", "lightning_grpo.cli", "validate",
         *[a for c in task.configs for a in ("--config", c)],
         *task.overrides,
-        f"--data.val_num_samples={args.val_samples}",
-        f"--data.val_max_prompts={args.val_prompts}",
+        f"--data.validation.num_samples={args.val_samples}",
+        f"--data.validation.max_prompts={args.val_prompts}",
         f"--trainer.logger.init_args.save_dir={log_dir.parent}",
         f"--trainer.logger.init_args.name={log_dir.name}",
         "--trainer.logger.init_args.version=0",

@@ -83,11 +83,14 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--sampler", default=None, help="data.sampler_backend (default: the data module's default)")
+    parser.add_argument("--sampler", default=None, choices=["fast", "hf"],
+                        help="data.rollout.sampler: FastSampler or HFSampler (default: the engine's default)")
     args = parser.parse_args()
 
     import lightning_grpo
     from lightning_grpo.data import RolloutDataModule
+    from lightning_grpo.rollout_engine import RolloutEngine
+    from lightning_grpo.sampling import FastSampler, HFSampler, Sampling
     from lightning_grpo.module import GRPOModule
     from lightning_grpo.sources import Arithmetic
 
@@ -103,10 +106,10 @@ def main() -> None:
             num_sanity_val_steps=0, limit_val_batches=0, callbacks=[StepProbe()],
         )
         module = GRPOModule(model_dir)  # defaults: GRPO (beta 0.04), float32
-        extra = {"sampler_backend": args.sampler} if args.sampler else {}
+        sampler = {"fast": FastSampler, "hf": HFSampler}[args.sampler]() if args.sampler else None
         data = RolloutDataModule(
-            Arithmetic(max_operand=99, num_operands=2, operations="+"), tokenizer=model_dir,
-            prompts_per_step=args.prompts, group_size=args.group_size, max_new_tokens=args.max_new_tokens, **extra,
+            Arithmetic(max_operand=99, num_operands=2, operations="+"), tokenizer=model_dir, prompts_per_step=args.prompts,
+            rollout=RolloutEngine(args.group_size, Sampling(max_new_tokens=args.max_new_tokens), sampler=sampler),
         )
         print(f"set-up: peak RSS {peak_rss_mib():.0f} MiB", flush=True)
         start = time.perf_counter()

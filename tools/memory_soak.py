@@ -23,6 +23,8 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_grpo.data import RolloutDataModule
+from lightning_grpo.rollout_engine import RolloutEngine
+from lightning_grpo.sampling import Sampling
 from lightning_grpo.demo.tiny_model import save_tiny_model
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
@@ -77,7 +79,7 @@ def main() -> None:
         module = GRPOModule(model_dir, objective=GRPO(), learning_rate=3e-5, log_completions_every_n_steps=20)
         data = RolloutDataModule(
             Arithmetic(max_operand=99, num_operands=2, operations="+"), tokenizer=model_dir, prompts_per_step=4,
-            group_size=8, max_new_tokens=8, temperature=1.0,
+            rollout=RolloutEngine(group_size=8, sampling=Sampling(max_new_tokens=8, temperature=1.0)),
         )
         trainer.fit(module, data)
     if len(probe.rows) >= 2:

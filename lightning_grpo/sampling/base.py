@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -51,6 +51,26 @@ class SamplingParams:
             raise ValueError(f"top_k must be >= 0 (0: off), got {self.top_k}")
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """The configured sampling distribution and completion budget (``data.rollout.sampling``).
+
+    How many completions and whether greedy are the caller's: :meth:`params` makes the sampler's
+    :class:`SamplingParams` (G for training, k and greedy for validation).
+    """
+
+    max_new_tokens: int = 16  # per model turn
+    temperature: float = 1.0  # also scales every log-prob
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+
+    def __post_init__(self) -> None:
+        SamplingParams(1, self.max_new_tokens, self.temperature, self.top_p, self.top_k)  # validates
+
+    def params(self, num_samples: int, greedy: bool = False) -> SamplingParams:
+        return SamplingParams(num_samples, self.max_new_tokens, self.temperature, self.top_p, self.top_k, greedy)
+
+
 @dataclass
 class Samples:
     """n completions for each of P prompts; N = P·n rows in group-major order."""
@@ -61,6 +81,11 @@ class Samples:
     prompt_mask: Tensor  # [N, Tp] the prompts' attention mask, repeated per sample
     num_samples: int  # n
     generation_s: float = 0.0  # wall time of the generation
+    # Multi-turn episodes (lightning_grpo.episodes): the completion region holds model and environment
+    # tokens; completion_mask is then the loss mask (model tokens) and context_mask the attention (all).
+    context_mask: Tensor | None = None  # [N, Tc] None: the completion_mask
+    env_rewards: Tensor | None = None  # [N] the environment's own rewards, None when it gave none
+    stats: dict[str, float] = field(default_factory=dict)  # episode counters, logged with the rollout
 
     @property
     def prompt_length(self) -> int:

@@ -4,7 +4,7 @@
         [--devices N] [--max_steps S] [--save_every K] [--resume CKPT] [--lora]
 
 Lightning's own launcher starts the other processes (it re-runs this script). The rollouts do not
-come from sampling: :class:`FixedRolloutData` builds rollout k's *global* batch of groups from seed
+come from sampling: :class:`FixedRollouts` builds rollout k's *global* batch of groups from seed
 k alone (random left-padded prompts, random completions with EOS at random places, random rewards)
 and each rank takes its contiguous slice of the groups, so every layout sees the same global batch.
 
@@ -24,6 +24,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_grpo.data import RolloutDataModule
+from lightning_grpo.rollout_engine import RolloutEngine
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives.grpo import GRPO
 from lightning_grpo.rollout import Rollout
@@ -53,13 +54,19 @@ def global_rollout(index: int, vocab: int, eos_id: int, pad_id: int) -> dict[str
     return {"prompt": prompt, "prompt_mask": prompt_mask, "completion": completion, "rewards": rewards}
 
 
-class FixedRolloutData(RolloutDataModule):
-    def make_rollout(self, batch: dict[str, Any]) -> Rollout:
+class FixedRollouts(RolloutEngine):
+    """The rollout engine replaced: rollout k is a slice of :func:`global_rollout` (k), whatever was sampled."""
+
+    def __init__(self, world_size: int) -> None:
+        super().__init__(group_size=GROUP_SIZE)
+        self.world_size = world_size
+
+    def collect(self, policy: Any, batch: dict[str, Any], more_prompts: Any) -> Rollout:
         tok = self.tokenizer
-        data = global_rollout(self.rollouts_sampled, len(tok), tok.eos_token_id, tok.pad_token_id)
-        self.rollouts_sampled += 1
-        world = self.trainer.world_size
-        rank = self.trainer.global_rank
+        data = global_rollout(self.rounds_sampled, len(tok), tok.eos_token_id, tok.pad_token_id)
+        self.rounds_sampled += 1
+        world = self.world_size
+        rank = self.rank
         p = PROMPTS_PER_STEP // world
         g = GROUP_SIZE
         groups = slice(rank * p, (rank + 1) * p)
@@ -186,10 +193,10 @@ def main() -> None:
         log_completions_every_n_steps=0,
         peft=lora_config() if args.lora else None,
     )
-    data = FixedRolloutData(
+    data = RolloutDataModule(
         source=Arithmetic(num_train=64),  # the prompts are ignored; only the loader's length matters
         prompts_per_step=PROMPTS_PER_STEP,
-        group_size=GROUP_SIZE,
+        rollout=FixedRollouts(trainer.world_size),
         tokenizer=args.model,
     )
     trainer.fit(model, datamodule=data, ckpt_path=args.resume)

@@ -144,8 +144,10 @@ class RolloutDataModule(LightningDataModule):
         system = [{"role": "system", "content": fmt.system_prompt}] if fmt.system_prompt else []
         text = fmt.template.format(question=question)  # the user's words, with or without a chat template
         if fmt.use_chat_template and self.tokenizer.chat_template:
+            tools = self.rollout.environment.chat_tools()  # offered to the model by its own template
             return self.tokenizer.apply_chat_template(
-                system + [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+                system + [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True,
+                **({"tools": tools} if tools else {}),
             )
         return f"{fmt.system_prompt}\n\n{text}" if fmt.system_prompt else text
 

@@ -42,6 +42,7 @@ class _Episode:
     turns: int = 0
     tool_calls: int = 0
     tool_errors: int = 0
+    error_kinds: list[str] = field(default_factory=list)
 
 
 def tokens_covering(tokenizer: PreTrainedTokenizerBase, ids: list[int], char_end: int) -> int:
@@ -134,6 +135,7 @@ def _account(episode: _Episode, reply: EnvReply) -> None:
     episode.turns += 1
     episode.tool_calls += reply.tool_calls
     episode.tool_errors += reply.tool_errors
+    episode.error_kinds += list(reply.error_kinds)
     if reply.reward is not None:
         episode.reward = (episode.reward or 0.0) + reply.reward
 
@@ -208,7 +210,12 @@ def _env_rewards(episodes: list[_Episode], device: torch.device) -> Tensor | Non
 
 def _stats(episodes: list[_Episode], env_s: float, continued: bool) -> dict[str, float]:
     """Totals over the round's episodes (dynamic sampling sums its rounds): turns, tool calls and errors."""
+    kinds: dict[str, float] = {}
+    for e in episodes:
+        for kind in e.error_kinds:
+            kinds[f"episode/tool_errors_{kind}"] = kinds.get(f"episode/tool_errors_{kind}", 0.0) + 1
     return {
+        **kinds,
         "episode/count": float(len(episodes)),
         "episode/turns": float(sum(e.turns for e in episodes)),
         "episode/multi_turn": float(sum(e.turns > 1 for e in episodes)),

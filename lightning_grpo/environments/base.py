@@ -49,6 +49,7 @@ class EnvReply:
     cut_at: int | None = None  # the model's turn ends at this character of its text (e.g. after its tool call)
     tool_calls: int = 0
     tool_errors: int = 0
+    error_kinds: tuple[str, ...] = ()  # e.g. ("timeout",): counted per kind in the logs
 
 
 class Environment(ABC):
@@ -78,6 +79,6 @@ class Environment(ABC):
         """The text of the environment's tokens for ``reply`` (default: its message as is)."""
         return reply.message or ""
 
-    def counters(self) -> dict[str, float]:
-        """Cumulative counters to log (e.g. sandbox failures by kind)."""
-        return {}
+    def chat_tools(self) -> list[dict] | None:
+        """Tool schemas for the chat template's ``tools=`` when the prompt is formatted (None: no tools)."""
+        return None

@@ -223,3 +223,16 @@ def test_distributed_validation_counts_every_held_out_prompt_once(tiny_model_dir
     # Greedy decoding does not depend on the layout: the same verdicts and lengths over the same prompts.
     for key in ("val/accuracy", "val/greedy_length_mean", "val/greedy_truncated_frac"):
         assert double["metrics"][key] == pytest.approx(single["metrics"][key], abs=1e-6), key
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_ranks_whose_episodes_take_different_turns_neither_hang_nor_diverge(
+    tiny_model_dir: Path, tmp_path: Path, strategy: str
+) -> None:
+    out = tmp_path / strategy
+    _run([sys.executable, str(SCRIPTS / "train_episodes.py"), "--model", str(tiny_model_dir), "--out", str(out),
+          "--strategy", strategy], cwd=tmp_path)
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["steps"] for r in ranks] == [3, 3]
+    assert all(t == 1.0 for t in ranks[0]["turns"]) and all(t == 3.0 for t in ranks[1]["turns"])
+    assert ranks[0]["checksum"] == pytest.approx(ranks[1]["checksum"], rel=1e-9, abs=1e-9)

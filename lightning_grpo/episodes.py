@@ -36,6 +36,7 @@ class _Episode:
     state: Any
     ids: list[int] = field(default_factory=list)  # transcript after the prompt: model and environment tokens
     loss: list[int] = field(default_factory=list)  # 1 on model tokens, 0 on environment tokens
+    final_start: int = 0  # where the latest model turn starts in ``ids``
     done: bool = False
     truncated: bool = False
     reward: float | None = None
@@ -158,6 +159,7 @@ def _apply(
         episode = episodes[i]
         _account(episode, reply)
         kept, had_eos = _turn(tokenizer, row, cut_off, reply, text)
+        episode.final_start = len(episode.ids)
         episode.ids += kept
         episode.loss += [1] * len(kept)
         if reply.done:
@@ -196,6 +198,7 @@ def _pack(
         num_samples=g,
         generation_s=generation_s,
         context_mask=context.to(device),
+        final_turn_start=torch.tensor([e.final_start for e in episodes], device=device),
     )
     samples.stats = _stats(episodes, env_s, continued=True)
     samples.env_rewards = _env_rewards(episodes, device)

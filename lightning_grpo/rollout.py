@@ -162,20 +162,28 @@ def build_rollout(
     device = samples.sequences.device
     lengths = samples.completion_mask.sum(dim=1)  # [N] the model's tokens (the loss tokens)
     context = samples.context_mask if samples.context_mask is not None else samples.completion_mask  # [N, Tc]
-    # The reward functions read the whole transcript after the prompt (environment messages included).
-    texts, undecodable = decode_completions(tokenizer, samples.completion_ids, context.sum(dim=1))
-    metadata = batch.get("metadata") or [{} for _ in batch["prompt"]]
+    texts, undecodable = decode_completions(tokenizer, samples.completion_ids, context.sum(dim=1))  # transcripts
+    metadata = [dict(m) for m in (batch.get("metadata") or [{} for _ in batch["prompt"]]) for _ in range(g)]  # [N]
+    answers_text = texts
+    if samples.final_turn_start is not None:
+        # Multi-turn: rewards judge what the model said last (its final turn), not a tool's output; the whole
+        # transcript (environment messages included) is in their metadata as "transcript".
+        ends = context.sum(dim=1).tolist()
+        finals = [row[int(a) : int(b)] for row, a, b in zip(samples.completion_ids.tolist(), samples.final_turn_start.tolist(), ends)]
+        answers_text = tokenizer.batch_decode(finals, skip_special_tokens=True)
+        for m, transcript in zip(metadata, texts):
+            m["transcript"] = transcript
     truncated = [bool(x) for x in samples.truncated.tolist()]
     reward_batch = RewardBatch(
         prompts=[p for p in batch["prompt"] for _ in range(g)],
-        completions=texts,
+        completions=answers_text,
         golds=[a for a in batch["answer"] for _ in range(g)],
         completion_ids=[f"{pid}/{k}" for pid in batch["id"] for k in range(g)],
         group_ids=[i // g for i in range(n)],
         lengths=[int(x) for x in lengths.tolist()],
         truncated=truncated,
         max_new_tokens=max_new_tokens,
-        metadata=[dict(m) for m in metadata for _ in range(g)],
+        metadata=metadata,
     )
     start = time.perf_counter()
     total, components = composer(reward_batch)
@@ -199,7 +207,7 @@ def build_rollout(
     correct, answers = None, []
     if correctness is not None:
         correct = torch.tensor([v == correctness.correct_value for v in components[correctness.name]], device=device)
-        answers = [correctness.extract(t, truncated=f) for t, f in zip(texts, truncated)]
+        answers = [correctness.extract(t, truncated=f) for t, f in zip(answers_text, truncated)]
     return Rollout(
         input_ids=samples.sequences,
         attention_mask=torch.cat([samples.prompt_mask, context.to(samples.prompt_mask.dtype)], dim=1),

@@ -85,6 +85,7 @@ class Samples:
     # tokens; completion_mask is then the loss mask (model tokens) and context_mask the attention (all).
     context_mask: Tensor | None = None  # [N, Tc] None: the completion_mask
     env_rewards: Tensor | None = None  # [N] the environment's own rewards, None when it gave none
+    final_turn_start: Tensor | None = None  # [N] where the last model turn starts in the completion region
     stats: dict[str, float] = field(default_factory=dict)  # episode counters, logged with the rollout
 
     @property

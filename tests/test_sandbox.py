@@ -126,10 +126,19 @@ def test_a_cpu_limit_the_program_tries_to_ignore_still_stops_it() -> None:
 
 def test_sleeping_past_the_wall_clock_times_out_and_leaves_no_process() -> None:
     marker = f"sleeper_{uuid.uuid4().hex}"
-    result = small(timeout_s=1.0).run(f"import time  # {marker}\nprint('started', flush=True)\ntime.sleep(60)")
-    assert result.error == "timeout", result
-    assert "1 s" in result.text
-    assert processes_with(marker) == []
+    outcome: list[ToolResult] = []
+    code = f"import time  # {marker}\nprint('started', flush=True)\nwhile True:\n    time.sleep(1)"
+    runner = threading.Thread(target=lambda: outcome.append(small(timeout_s=1.0).run(code)), daemon=True)
+    runner.start()
+    runner.join(timeout=120)  # a hang detector: the program itself never ends
+    try:
+        assert not runner.is_alive(), "the call did not return: the timed-out program was not killed"
+        assert outcome[0].error == "timeout", outcome[0]
+        assert "1 s" in outcome[0].text
+        assert processes_with(marker) == []
+    finally:
+        for pid in processes_with(marker):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_memory_bomb_hits_the_memory_limit() -> None:

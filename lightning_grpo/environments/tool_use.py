@@ -134,7 +134,7 @@ class ToolEnvironment(Environment):
                 output, errors, kinds = payload, 1, ("malformed",)
             else:
                 result = results[i]
-                output, errors, kinds = result.text, int(result.error is not None), (result.error,) if result.error else ()
+                output, errors, kinds = result.text.rstrip("\n"), int(result.error is not None), (result.error,) if result.error else ()
             if len(output) > self.max_result_chars:
                 output = output[: self.max_result_chars] + " …[cut]"
             # a chat model's call ends its turn with EOS: keep it (nothing to cut) when only blanks follow

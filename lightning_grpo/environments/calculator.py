@@ -31,6 +31,7 @@ import mpmath
 import sympy
 
 from lightning_grpo.environments.tool_result import ToolResult
+from lightning_grpo.rewards.verifier import Unreadable, parse_expression
 
 MAX_EXACT_DIGITS = 100
 SIGNIFICANT_DIGITS = 12
@@ -64,10 +65,6 @@ class Calculator:
 
 
 def _evaluate(source: str) -> tuple[str, str | None]:
-    # imported here: the verifier pulls in the answer-extraction stack, and a sandbox-only user
-    # of this package need not pay for it
-    from lightning_grpo.rewards.verifier import Unreadable, parse_expression
-
     if not isinstance(source, str):
         return f"expected an expression as text, got {type(source).__name__}", "syntax"
     expression = source.strip()

@@ -101,15 +101,13 @@ try:
     resource.setrlimit(resource.RLIMIT_NOFILE, (config["open_files"], config["open_files"]))
     if config["memory_bytes"] is not None:
         resource.setrlimit(resource.RLIMIT_AS, (config["memory_bytes"], config["memory_bytes"]))
+    resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"], config["processes"]))  # binds non-root only
     if config["uid"] is not None:
-        resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"], config["processes"]))
         os.setgroups([])
         os.setgid(config["gid"])
         os.setuid(config["uid"])
         if os.getuid() != config["uid"] or os.geteuid() != config["uid"]:
             _setup_failed("the user did not change")
-    else:
-        resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"], config["processes"]))
     os.chdir(config["scratch"])
     os.umask(0o077)
 except SystemExit:

@@ -445,3 +445,71 @@ def test_isolation_names_the_active_layers() -> None:
     assert "audit hook" in description and "rlimits" in description
     assert ("uid 65534" in description or "nobody" in description) == IS_ROOT
     assert "no audit hook" in small(audit_hook=False).isolation
+
+
+# --------------------------------------------------------------------------------------------
+# Without namespaces (a machine where unshare is refused): the same guarantees from the process group
+
+
+@pytest.fixture
+def no_namespaces(monkeypatch):
+    monkeypatch.setattr(sandbox_module, "_namespace_prefix", lambda: ((), "no namespaces (forced by a test)"))
+
+
+def test_without_namespaces_isolation_says_so(no_namespaces) -> None:
+    assert "no namespaces (forced by a test)" in small().isolation
+    assert small().run("print('plain')").text == "plain\n"
+
+
+def test_without_namespaces_limits_still_give_clear_errors(no_namespaces) -> None:
+    sandbox = small(timeout_s=20.0, cpu_s=1.0)
+    assert sandbox.run("while True:\n    pass").error == "cpu"
+    assert sandbox.run("data = bytearray(400 * 1024 * 1024)").error == "memory"
+    assert sandbox.run("import os\nos.system('true')").error == "forbidden"
+
+
+@needs_root
+def test_without_namespaces_a_fork_bomb_is_bounded_and_its_children_are_killed(no_namespaces) -> None:
+    marker = f"bomb_{uuid.uuid4().hex}"
+    code = (
+        f"import os, time  # {marker}\n"
+        "children = 0\n"
+        "for _ in range(200):\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError:\n"
+        "        break\n"
+        "    if pid == 0:\n"
+        "        time.sleep(60)\n"
+        "        os._exit(0)\n"
+        "    children += 1\n"
+        "print(children)\n"
+    )
+    try:
+        result = small(audit_hook=False, timeout_s=20.0).run(code)
+        assert result.error is None, result
+        assert 0 <= int(result.text) < sandbox_module.MAX_PROCESSES
+        assert processes_with(marker) == []  # the process group was killed after the program ended
+    finally:
+        for pid in processes_with(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_without_namespaces_a_killed_worker_is_crashed_with_its_signal(no_namespaces) -> None:
+    marker = f"victim_{uuid.uuid4().hex}"
+    results: list[ToolResult] = []
+    runner = threading.Thread(
+        target=lambda: results.append(small(timeout_s=60.0).run(f"import time  # {marker}\ntime.sleep(60)"))
+    )
+    runner.start()
+    worker = None
+    for _ in range(2000):
+        worker = python_worker_with(marker)
+        if worker is not None:
+            break
+        time.sleep(0.01)
+    assert worker is not None
+    os.kill(worker, signal.SIGKILL)
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+    assert results[0] == ToolResult("crashed: the program was killed by signal SIGKILL", "crashed", results[0].seconds)

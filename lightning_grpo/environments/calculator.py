@@ -32,6 +32,7 @@ import sympy
 
 from lightning_grpo.environments.tool import Tool
 from lightning_grpo.environments.tool_result import ToolResult
+from lightning_grpo.rewards.verifier import Unreadable, parse_expression
 
 MAX_EXACT_DIGITS = 100
 SIGNIFICANT_DIGITS = 12
@@ -66,10 +67,6 @@ class Calculator(Tool):
 
 
 def _evaluate(source: str) -> tuple[str, str | None]:
-    # imported here: the verifier pulls in the answer-extraction stack, and a sandbox-only user
-    # of this package need not pay for it
-    from lightning_grpo.rewards.verifier import Unreadable, parse_expression
-
     if not isinstance(source, str):
         return f"expected an expression as text, got {type(source).__name__}", "syntax"
     expression = source.strip()

@@ -102,15 +102,13 @@ try:
     resource.setrlimit(resource.RLIMIT_NOFILE, (config["open_files"], config["open_files"]))
     if config["memory_bytes"] is not None:
         resource.setrlimit(resource.RLIMIT_AS, (config["memory_bytes"], config["memory_bytes"]))
+    resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"], config["processes"]))  # binds non-root only
     if config["uid"] is not None:
-        resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"], config["processes"]))
         os.setgroups([])
         os.setgid(config["gid"])
         os.setuid(config["uid"])
         if os.getuid() != config["uid"] or os.geteuid() != config["uid"]:
             _setup_failed("the user did not change")
-    else:
-        resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"], config["processes"]))
     os.chdir(config["scratch"])
     os.umask(0o077)
 except SystemExit:
@@ -285,6 +283,13 @@ def _sandbox_user() -> tuple[int, int] | None:
         return 65534, 65534
 
 
+_LOST_STATUS = -1  # no wait status is negative
+
+
+def _exit_code(status: int) -> int:
+    return -1 if status == _LOST_STATUS else os.waitstatus_to_exitcode(status)
+
+
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -414,8 +419,11 @@ class PythonSandbox(Tool):
                 for stream in (process.stdout, process.stderr):
                     stream.close()
                 if process.returncode is None:
-                    _, status, _ = os.wait4(process.pid, 0)
-                    process.returncode = os.waitstatus_to_exitcode(status)
+                    try:
+                        _, status, _ = os.wait4(process.pid, 0)
+                    except ChildProcessError:
+                        status = _LOST_STATUS
+                    process.returncode = _exit_code(status)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -434,10 +442,13 @@ class PythonSandbox(Tool):
         try:
             while stopped is None:
                 if status is None:
-                    pid, raw_status, raw_rusage = os.wait4(process.pid, os.WNOHANG)
+                    try:
+                        pid, raw_status, raw_rusage = os.wait4(process.pid, os.WNOHANG)
+                    except ChildProcessError:  # reaped by someone else's waitpid(-1): status unknown
+                        pid, raw_status, raw_rusage = process.pid, _LOST_STATUS, None
                     if pid:
                         status, rusage = raw_status, raw_rusage
-                        process.returncode = os.waitstatus_to_exitcode(status)
+                        process.returncode = _exit_code(status)
                         _kill_group(process.pid)  # whatever it left behind holds the pipes open
                 remaining = deadline - time.monotonic()
                 if not selector.get_map():
@@ -477,7 +488,9 @@ class PythonSandbox(Tool):
             stream = "stdout" if len(buffers[stdout_fd]) > limit else "stderr"
             amount = f"more than {limit} bytes" if stream == "stdout" else f"more than {MAX_STDERR_BYTES} bytes"
             return f"output limit: the program printed {amount} to {stream} and was stopped; print less", "output_limit"
-        return self._classify(os.waitstatus_to_exitcode(status), rusage, stdout, stderr)
+        if status == _LOST_STATUS:
+            return "crashed: the worker's exit status was lost (reaped by another part of the program)", "crashed"
+        return self._classify(_exit_code(status), rusage, stdout, stderr)
 
     def _cpu_limit(self) -> int:
         """RLIMIT_CPU counts whole seconds."""

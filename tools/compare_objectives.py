@@ -73,6 +73,9 @@ TASKS = {
         correctness="lightning_grpo.demo.countdown.CountdownReward",
         overlong_cache_len=4,
     ),
+    "products": Task(
+        configs=("configs/demo.yaml", "configs/tasks/tool_products.yaml"), correctness="lightning_grpo.rewards.ExactInteger"
+    ),
 }
 
 
@@ -241,7 +244,8 @@ def start_spec(args: argparse.Namespace) -> RunSpec:
         "--trainer.enable_progress_bar=false",
         "--seed_everything=0",
         "--data.seed=0",
-        *[a for a in args.extra if a.startswith(("--warm_start", "--model.model_name_or_path", "--data.source"))],
+        *[a for a in args.extra if a.startswith(("--warm_start", "--model.model_name_or_path", "--data.source",
+                                                  "--data.rollout.environment", "--data.rollout.max_episode_tokens"))],
     ]
     return RunSpec("warm_start", 0, command, log_dir)
 

@@ -56,6 +56,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "verifier_corpus.jsonl"
 SOURCES = ROOT / "tests" / "data" / "verifier_sources.jsonl"
+FRESH = ROOT / "tests" / "data" / "verifier_fresh.jsonl"
 OURS = "lightning_grpo (hand-written)"
 
 

@@ -49,7 +49,29 @@ _TAIL_CHARS = 20000
 
 _BOX = re.compile(r"\\{1,2}(?:boxed|fbox)\s*")
 _HASHES = re.compile(r"####\s*")
-_ANSWER_IS = re.compile(r"answer\s*(?:is\b|=)\s*:?|\banswer\s+(?:would|should|will)\s+be\s*:?", re.I)
+_ANSWER_IS = re.compile(
+    r"answer\s*(?:\([^()\n]{1,30}\)\s*)?(?:is\b|=)\s*:?|\banswer\s+(?:would|should|will)\s+be\s*:?", re.I
+)
+# "A: 72" on a line of its own (the GSM8K few-shot format): the value alone on the rest of the line
+_A_LINE = re.compile(r"(?:^|\n)[ \t]*A[ \t]*:[ \t]*")
+# Answer markers in other languages; each is read by :func:`_marked_value` (a value, then only units)
+_FOREIGN_MARKER = re.compile(
+    r"\bAntwort\s*(?:lautet|ist|:)|\bréponse\s*(?:est|:)|\brespuesta\s*(?:es|:)|\bresposta\s*(?:é|:)|"
+    r"\brisposta\s*(?:è|:)|ответ\s*(?:равен|будет|[:—–-])|答案\s*(?:是|为|為|[:：])|答え\s*(?:は|[:：])|정답\s*(?:은|[:：])|"
+    r"(?<![가-힣])답\s*[:：]|\bjibu\s+ni\b|উত্তর\s+হল|సమాధానం|คำตอบคือ",
+    re.I,
+)
+# A value right after a marker: a number (thousands commas, decimals, a fraction, a percent), a name = number,
+# or a short math token with a digit or an operator ("x^2", "\\frac{3}{4}")
+_VALUE = re.compile(
+    r"[-+−]?\\?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?(?![\d,.]\d)"
+    r"|[A-Za-z]\s*=\s*[-+−]?\d+(?:\.\d+)?(?![\d.])"
+    r"|(?=[^\s]*[\d^\\])[A-Za-z0-9^_{}()+\-*/\\.]{1,40}(?![^\s。.!?।,;:，])"
+)
+_SENTENCE_STOP = re.compile(r"[。.!?।\n]|[.]\s|$")
+# Words that make what follows a value a second answer or a qualifier, in the listed languages
+_TAIL_HEDGE = re.compile(r"\b(?:or|oder|ou|o|или|либо|not|nicht|pas|no|не)\b|或|还是|または|또는", re.I)
+_GLM_BOX = re.compile(r"<\|begin_of_box\|>(.*?)<\|end_of_box\|>", re.S)
 _ANSWER_COLON = re.compile(r"\banswer\s*\**\s*:\s*", re.I)
 _ANSWER_THEN_MATH = re.compile(
     r"(?:^|\n|[.!?]\s+|\*\*)\s*(?:\**\s*(?:final\s+)?answer)\s*\**\s*(?=\$|\\\(|\\\[)", re.I
@@ -134,7 +156,7 @@ def cut_at_end_of_turn(text: str) -> str:
 
 
 def _extract(completion: str, truncated: bool, mode: str) -> str | None:
-    text = cut_at_end_of_turn(completion)
+    text = _GLM_BOX.sub(lambda m: "\\boxed{" + m.group(1) + "}", cut_at_end_of_turn(completion))
     if "</think>" in text:
         reasoning, _, after = text.rpartition("</think>")
         found = _search(after, allow_fallback=not truncated, mode=mode)
@@ -152,7 +174,7 @@ def _search(region: str, allow_fallback: bool, mode: str) -> str | None:
             return found
     if mode == "strict" or not allow_fallback:
         return None
-    for fallback in (_final_statement_math, _whole_answer, _bare_number):
+    for fallback in (_final_statement_math, _whole_answer, _bare_number, _final_claim, _program_output):
         found = fallback(tail)
         if found is not None:
             return found
@@ -178,6 +200,10 @@ def _markers(text: str, mode: str) -> list[tuple[int, object]]:
         markers.append((match.end(), lambda m=match: _phrase(plain, m.end())))
     for match in _ANSWER_TAG.finditer(text):
         markers.append((match.start(), lambda m=match: _tagged(m.group(1))))
+    for match in _A_LINE.finditer(text):
+        markers.append((match.end(), lambda m=match: _marked_value(text, m.end(), whole_line=True)))
+    for match in _FOREIGN_MARKER.finditer(text):
+        markers.append((match.start(), lambda m=match: _marked_value(text, m.end(), whole_line=False)))
     bold = _bold_last_line(text)
     if bold is not None:
         markers.append(bold)
@@ -361,9 +387,38 @@ def _statement(text: str, start: int) -> str | None:
 
 
 def _tagged(content: str) -> str | None:
-    """``<answer>…</answer>``: a box inside it, else its content."""
+    """``<answer>…</answer>``: a box inside it, else its content, else (prose) the value its final
+    sentence claims (see :func:`_final_claim`)."""
     inner = _boxed(content)
-    return inner if inner is not None else _content_ok(_accept(content))
+    if inner is not None:
+        return inner
+    plain = _content_ok(_accept(content))
+    if plain is not None and len(re.findall(r"[A-Za-z]{2,}", _INLINE_MATH.sub(" ", plain))) < 4:  # no prose
+        return plain
+    claim = _final_claim(content.strip() if re.search(r"[.!]\s*$", content) else content.strip() + ".")
+    return claim if claim is not None else plain
+
+
+def _marked_value(text: str, start: int, whole_line: bool) -> str | None:
+    """The value right after a marker ("Ответ: 95 минут", "答案是 42", "A: 72"): math, or a number or a
+    short math token, followed up to the end of its sentence by at most 40 characters of units (no
+    digit, no "or"/"not" in the listed languages). With ``whole_line`` ("A:") nothing but units and
+    punctuation may follow on the line."""
+    rest = text[start : start + 400].lstrip(" \t:：—–-")
+    inline = _INLINE_MATH.match(rest)
+    value = inline if inline is not None else _VALUE.match(rest)
+    if value is None or not value.group().strip():
+        return None
+    after = rest[value.end() :]
+    line = after.split("\n", 1)[0]
+    tail = line[: _SENTENCE_STOP.search(line).start()]
+    if whole_line:
+        tail = line.rstrip(" .!。")
+    if len(tail) > 40 or re.search(r"\d", tail) or _TAIL_HEDGE.search(tail):
+        return None
+    if whole_line and re.search(r"[.!?]\s+\S", line):
+        return None
+    return _accept(value.group().replace("−", "-"))
 
 
 def _bold_last_line(text: str) -> tuple[int, object] | None:
@@ -450,3 +505,75 @@ def _bare_number(text: str) -> str | None:
     if hedge is not None:
         return _either(hedge.group(1), stated[-1].group(1))
     return _accept(stated[-1].group(1))
+
+
+_NUMBER_WORD = (
+    r"(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|"
+    r"seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|billion)"
+)
+_WORDS_NUMBER = re.compile(r"\b" + _NUMBER_WORD + r"(?:(?:[\s-]+(?:and[\s-]+)?)" + _NUMBER_WORD + r")*\b", re.I)
+_CLAIM_NUMBER = re.compile(
+    r"(?<![\w.])\\?\$?\s*(?:\d{1,2}:\d{2}(?::\d{2})?|[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?)(?![\d,]\d)"
+)
+_CLAIM_HEDGE = re.compile(
+    r"\b(?:or|maybe|perhaps|probably|possibly|approximately|about|around|roughly|nearly|almost|if|unless|not|"
+    r"cannot|wrong|incorrect|assume|assuming|suppose|let|we|need|must|should|would|could|can)\b|n't\b|\?",
+    re.I,
+)
+_CONCLUDES = re.compile(r"^.*\b(?:so|thus|therefore|hence|which means|that means|this means)\b,?\s*", re.I)
+_COURTESY_SENTENCE = re.compile(r"\b(?:hope|helps?|let me know|feel free|questions?|glad|happy to|enjoy)\b", re.I)
+_OPERATOR = re.compile(r"[-+*/×÷=^]|\\(?:times|cdot|div)\b|\bx\b")
+
+
+def _final_claim(text: str) -> str | None:
+    """The one value the final sentence of unmarked prose states ("That means they have a total of 81
+    blue balloons.", "So the total is one hundred and forty.", "... = 6 + 9 = 15 liters."). The sentence
+    must be complete (it ends with "." or "!"; a courtesy sentence after it is dropped), hold no question
+    and no hedge or instruction word, and, after its last "so"/"thus"/"that means", either end an
+    arithmetic chain (the value after its last "=", nothing numeric after it) or hold exactly one number
+    (digits, a clock time or English number words) that no operator touches."""
+    lines = [line for line in _HOPE.sub("", text[-2000:]).splitlines() if line.strip()]
+    if not lines:
+        return None
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", lines[-1].strip()) if s.strip()]
+    while len(sentences) > 1 and _COURTESY_SENTENCE.search(sentences[-1]) and not re.search(r"\d", sentences[-1]):
+        sentences.pop()
+    if not sentences:
+        return None
+    sentence = sentences[-1].strip()
+    if len(sentence) > 400 or not re.search(r"[.!]\s*$", sentence) or _CLAIM_HEDGE.search(sentence):
+        return None
+    clause = _CONCLUDES.sub("", sentence.replace("**", ""))
+    math_free = _INLINE_MATH.sub(lambda m: m.group().strip("$").replace("\\(", "").replace("\\)", ""), clause)
+    if "=" in math_free:
+        last = math_free[math_free.rindex("=") + 1 :]
+        value = _CLAIM_NUMBER.match(last.lstrip(" $\\"))
+        if value is None or _CLAIM_NUMBER.search(last.lstrip(" $\\")[value.end() :]):
+            return None
+        return _accept(value.group().strip(" $\\").replace("−", "-"))
+    numbers = [m for m in _CLAIM_NUMBER.finditer(math_free) if not _touches_operator(math_free, m.start(), m.end())]
+    words = list(_WORDS_NUMBER.finditer(math_free))
+    if len(numbers) + len(words) != 1 or len(list(_CLAIM_NUMBER.finditer(math_free))) != len(numbers):
+        return None
+    found = numbers[0].group() if numbers else words[0].group()
+    return _accept(found.strip(" $\\").replace("−", "-"))
+
+
+def _touches_operator(text: str, start: int, end: int) -> bool:
+    before, after = text[max(0, start - 3) : start], text[end : end + 3]
+    return bool(_OPERATOR.search(before.strip()[-1:] if before.strip() else "") or _OPERATOR.match(after.strip()[:1]))
+
+
+_OUTPUT_LAST = re.compile(r"```python.*?```\s*```output[ \t]*\n?(.*?)\n?```\s*$", re.S)
+
+
+def _program_output(text: str) -> str | None:
+    """A completion that ends with a program and its printed output (program-of-thought): the output,
+    when it is one short line holding one value."""
+    match = _OUTPUT_LAST.search(text[-4000:])
+    if match is None:
+        return None
+    output = match.group(1).strip()
+    if "\n" in output or len(output) > 40 or not re.fullmatch(r"[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?|[-+]?\d+/\d+", output):
+        return None
+    return _accept(output)

@@ -32,6 +32,8 @@ Every search is linear in the text (bounded look-back), so megabyte-long complet
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 Mode = Literal["lenient", "strict"]
@@ -106,6 +108,8 @@ _NOT_AN_ANSWER = re.compile(
     re.I,
 )
 _COURTESY = re.compile(r"[\d$\\]")
+# Words that make an unmarked final statement a guess or a condition, not an answer
+_UNSURE = re.compile(r"\b(?:probably|maybe|perhaps|possibly|might|guess|if|unless|assuming)\b", re.I)
 
 
 class _Hedged(Exception):
@@ -121,29 +125,43 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"extraction mode must be one of {MODES}, got {mode!r}")
 
 
+@dataclass(frozen=True)
+class Found:
+    """What :func:`find_answer` found: the ``answer`` as written (None if none), the ``rule`` that
+    found it (or why there is none: ``"hedge"``, ``"none"``), and a hedge's ``options``."""
+
+    answer: str | None
+    rule: str
+    options: tuple[str, ...] = ()
+
+
+def find_answer(completion: str, *, truncated: bool = False, mode: Mode = "lenient") -> Found:
+    """The final answer in ``completion`` and the rule of the answer-finding policy that found it."""
+    _check_mode(mode)
+    try:
+        answer, rule = _extract(completion, truncated, mode)
+    except _Hedged as hedge:
+        return Found(None, "hedge", hedge.options)
+    return Found(answer, rule if answer is not None else "none")
+
+
 def extract_answer(completion: str, *, truncated: bool = False, mode: Mode = "lenient") -> str | None:
     """The final answer in ``completion`` as written (un-normalised), or None when there is none.
 
     ``truncated`` (no end-of-sequence token within the budget) disables the unmarked fallbacks.
     A hedge between different spellings ("3 or 4", "\\frac12 or 0.5") is None.
     """
-    _check_mode(mode)
-    try:
-        return _extract(completion, truncated, mode)
-    except _Hedged:
-        return None
+    return find_answer(completion, truncated=truncated, mode=mode).answer
 
 
 def extract_candidates(completion: str, *, truncated: bool = False, mode: Mode = "lenient") -> tuple[str, ...]:
     """``()`` when ``completion`` has no answer, ``(answer,)`` when it has one, and the options
     (as written) when its final answer hedges between several: the caller decides whether they are
     all the same value."""
-    _check_mode(mode)
-    try:
-        answer = _extract(completion, truncated, mode)
-    except _Hedged as hedge:
-        return hedge.options
-    return () if answer is None else (answer,)
+    found = find_answer(completion, truncated=truncated, mode=mode)
+    if found.rule == "hedge":
+        return found.options
+    return () if found.answer is None else (found.answer,)
 
 
 def cut_at_end_of_turn(text: str) -> str:
@@ -155,58 +173,59 @@ def cut_at_end_of_turn(text: str) -> str:
     return text
 
 
-def _extract(completion: str, truncated: bool, mode: str) -> str | None:
+def _extract(completion: str, truncated: bool, mode: str) -> tuple[str | None, str]:
     text = _GLM_BOX.sub(lambda m: "\\boxed{" + m.group(1) + "}", cut_at_end_of_turn(completion))
     if "</think>" in text:
         reasoning, _, after = text.rpartition("</think>")
         found = _search(after, allow_fallback=not truncated, mode=mode)
-        return found if found is not None else _boxed(reasoning)
+        return found if found[0] is not None else (_boxed(reasoning), "box inside the reasoning")
     if "<think>" in text:
         return _search(text, allow_fallback=False, mode=mode)
     return _search(text, allow_fallback=not truncated, mode=mode)
 
 
-def _search(region: str, allow_fallback: bool, mode: str) -> str | None:
+def _search(region: str, allow_fallback: bool, mode: str) -> tuple[str | None, str]:
     tail = region[-_TAIL_CHARS:]
-    for _, reader in sorted(_markers(tail, mode), key=lambda m: m[0], reverse=True):
+    for _, rule, reader in sorted(_markers(tail, mode), key=lambda m: m[0], reverse=True):
         found = reader()
         if found is not None:
-            return found
+            return found, rule
     if mode == "strict" or not allow_fallback:
-        return None
-    for fallback in (_final_statement_math, _whole_answer, _bare_number, _final_claim, _program_output):
+        return None, "none"
+    for rule, fallback in _FALLBACKS:
         found = fallback(tail)
         if found is not None:
-            return found
-    return None
+            return found, rule
+    return None, "none"
 
 
-def _markers(text: str, mode: str) -> list[tuple[int, object]]:
-    """Every explicit answer marker as (position, reader); a reader returns the answer or None."""
-    markers: list[tuple[int, object]] = []
+def _markers(text: str, mode: str) -> list[tuple[int, str, Callable[[], str | None]]]:
+    """Every explicit answer marker as (position, rule, reader); a reader returns the answer or None."""
+    markers: list[tuple[int, str, Callable[[], str | None]]] = []
     boxes = _boxes(text)
     if boxes:
-        markers.append((boxes[0][0], lambda: _box_answer(text, boxes)))
+        markers.append((boxes[0][0], "\\boxed{}", lambda: _box_answer(text, boxes)))
     plain = text.replace("**", "  ")  # same length: positions agree with ``text``
     for match in _ANSWER_IS.finditer(plain):
-        markers.append((match.start(), lambda m=match: _phrase(plain, m.end())))
+        markers.append((match.start(), "'the answer is'", lambda m=match: _phrase(plain, m.end())))
     for match in _HASHES.finditer(plain):
-        markers.append((match.start(), lambda m=match: _phrase(plain, m.end())))
+        markers.append((match.start(), "'####'", lambda m=match: _phrase(plain, m.end())))
     if mode == "strict":
         return markers
     for match in _ANSWER_COLON.finditer(plain):
-        markers.append((match.start(), lambda m=match: _statement(plain, m.end())))
+        markers.append((match.start(), "'Answer:'", lambda m=match: _statement(plain, m.end())))
     for match in _ANSWER_THEN_MATH.finditer(plain):
-        markers.append((match.end(), lambda m=match: _phrase(plain, m.end())))
+        markers.append((match.end(), "'Answer' then math", lambda m=match: _phrase(plain, m.end())))
     for match in _ANSWER_TAG.finditer(text):
-        markers.append((match.start(), lambda m=match: _tagged(m.group(1))))
+        markers.append((match.start(), "<answer> tag", lambda m=match: _tagged(m.group(1))))
     for match in _A_LINE.finditer(text):
-        markers.append((match.end(), lambda m=match: _marked_value(text, m.end(), whole_line=True)))
+        markers.append((match.end(), "'A:' line", lambda m=match: _marked_value(text, m.end(), whole_line=True)))
     for match in _FOREIGN_MARKER.finditer(text):
-        markers.append((match.start(), lambda m=match: _marked_value(text, m.end(), whole_line=False)))
+        rule = f"marker {match.group().strip()!r}"
+        markers.append((match.start(), rule, lambda m=match: _marked_value(text, m.end(), whole_line=False)))
     bold = _bold_last_line(text)
     if bold is not None:
-        markers.append(bold)
+        markers.append((bold[0], "bold last line", bold[1]))
     return markers
 
 
@@ -393,7 +412,7 @@ def _tagged(content: str) -> str | None:
     if inner is not None:
         return inner
     plain = _content_ok(_accept(content))
-    if plain is not None and len(re.findall(r"[A-Za-z]{2,}", _INLINE_MATH.sub(" ", plain))) < 4:  # no prose
+    if plain is not None and len(re.findall(r"[A-Za-z]{2,}", _INLINE_MATH.sub(" ", plain))) < 2:  # no prose
         return plain
     claim = _final_claim(content.strip() if re.search(r"[.!]\s*$", content) else content.strip() + ".")
     return claim if claim is not None else plain
@@ -484,6 +503,8 @@ def _bare_number(text: str) -> str | None:
     if bare is not None:
         return _accept(bare.group(1))
     line = _HOPE.sub("", lines[-1][-400:]).rstrip()
+    if _UNSURE.search(line):  # "So the total is probably 18.", "If it includes tax, the total is 18."
+        return None
     line = line if line.endswith((".", "!")) else line + "."
     conclusion = _CONCLUSION.search(line)
     if conclusion is not None:
@@ -577,3 +598,13 @@ def _program_output(text: str) -> str | None:
     if "\n" in output or len(output) > 40 or not re.fullmatch(r"[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?|[-+]?\d+/\d+", output):
         return None
     return _accept(output)
+
+
+# The unmarked fallbacks, in the order they are tried (a completion that was not truncated only)
+_FALLBACKS: tuple[tuple[str, Callable[[str], str | None]], ...] = (
+    ("math of the final statement", _final_statement_math),
+    ("whole completion is an answer", _whole_answer),
+    ("number of the final line", _bare_number),
+    ("final claim of prose", _final_claim),
+    ("program output at the end", _program_output),
+)

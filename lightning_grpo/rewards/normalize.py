@@ -180,7 +180,7 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
     text = text.rstrip(" .;,").strip()
     lone = _LONE_TEXT.match(text)
     if lone is not None:
-        return NormalizedAnswer(lone.group(1).strip(), percent)
+        return NormalizedAnswer(_spelled_number(lone.group(1)) or lone.group(1).strip(), percent)
     for _ in range(2):
         unit = _UNIT_TEXT.match(text)
         if unit is not None and _is_unit(text[len(unit.group(1)) :]):

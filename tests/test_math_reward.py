@@ -225,6 +225,21 @@ def test_a_worker_killed_while_idle_is_replaced_and_nothing_is_lost(engineered: 
     assert victim.process.pid not in engineered.pool.pids and len(engineered.pool.pids) == 2
 
 
+def test_a_dead_worker_seen_without_a_task_is_replaced_not_an_error(engineered: MathReward) -> None:
+    """The pool notices a dead idle worker from its closed pipe (while other workers are busy, say):
+    it is replaced, and no task is charged for it."""
+    from collections import deque
+
+    engineered.setup()
+    victim = engineered.pool._workers[1]
+    os.kill(victim.process.pid, signal.SIGKILL)
+    victim.process.join(10)
+    results: list[object] = []
+    engineered.pool._receive(victim, results, deque())
+    assert results == [] and engineered.pool.restarts == 1 and victim not in engineered.pool._workers
+    assert engineered.score(_batch(["\\boxed{5}"], ["5"])) == [1.0]
+
+
 def test_every_worker_killed_between_batches_still_scores_the_next_batch(engineered: MathReward) -> None:
     engineered.setup()
     for worker in list(engineered.pool._workers):

@@ -32,6 +32,9 @@ RULES = {
         ("তাই 20 - 12 = 8টি। উত্তর হল 8।", "8", True),
         ("Ответ: 96 минут", "95", False),
         ("Ответ: 17 или 18", "17", False),  # a hedge in Russian
+        ("Ответ: 17 или больше", "17", False),  # "17 or more": a qualifier, though no second number
+        ("答案是 17 或更多", "17", False),
+        ("Réponse : 17 ; 18", "17", False),  # a second number after the value
         ("答案是 17 或 18", "17", False),  # a hedge in Chinese
         ("La respuesta es 17 o 18.", "17", False),
         ("Die Antwort ist nicht 17, sondern 18.", "17", False),  # a negation is no value
@@ -57,6 +60,7 @@ RULES = {
         ("So the total is one hundred and forty.", "140", True),
         ("So they have 108 packs in total. I hope this helps!", "108", True),
         ("After 1 day of harvest, they will have 65", "65", False),  # cut off: no full stop
+        ("That means they have a total of 65", "65", False),  # cut off: no full stop
         ("Four containers were imported and two were returned.", "4", False),  # two numbers
         ("Is the total 28?", "28", False),  # a question back
         ("If the price includes tax, the total is 18.", "18", False),  # a condition

@@ -156,6 +156,21 @@ def test_a_minus_sign_is_never_dropped_with_thousands_separators() -> None:
     assert not equivalent("-1,234", "1234") and equivalent("-1,234", "-1234")
 
 
+def test_the_fresh_corpus_split_is_the_one_drawn_before_scoring() -> None:
+    """Guards the held-out discipline: the stored split is the seeded draw, half and half, and every
+    case carries a label, a category and where it comes from."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from build_verifier_corpus import FRESH, fresh_split, load_corpus
+
+    cases = load_corpus(FRESH)
+    assert [c["split"] for c in cases] == fresh_split(len(cases))
+    assert 0.4 < sum(c["split"] == "holdout" for c in cases) / len(cases) < 0.6
+    categories = {c["category"] for c in cases}
+    assert categories == {"grade_school_real", "tool_integrated", "other_languages", "other_graders", "hard_variant"}
+    assert all(isinstance(c["equivalent"], bool) and c["source"] and c["id"].startswith("fresh-") for c in cases)
+    assert len({c["id"] for c in cases}) == len(cases)
+
+
 def test_words_to_number_reads_only_number_words() -> None:
     assert words_to_number("one hundred and forty") == 140
     assert words_to_number("Forty-Seven") == 47

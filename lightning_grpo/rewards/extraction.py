@@ -1,32 +1,47 @@
-"""Finding the final answer in a model completion.
+"""Finding the final answer in a model completion: the answer-finding policy (docs/verifier.md).
 
-Two modes (see :func:`extract_answer`); both first cut the text at the first end-of-turn or chat
-special token (``<|im_end|>``, ``<|im_start|>``, ``<|endoftext|>``, ``<|eot_id|>``, ``</s>``, …):
-what follows it is another turn, not this answer.
+Before anything, the text is cut at the first end-of-turn or chat special token (``<|im_end|>``,
+``<|im_start|>``, ``<|endoftext|>``, ``<|eot_id|>``, ``</s>``, …): what follows is another turn, not this
+answer; and GLM's ``<|begin_of_box|>x<|end_of_box|>`` is read as ``\\boxed{x}``.
 
-``lenient`` (the default) reads answers the way chat and reasoning models write them:
+Where an answer is looked for, in this order (``lenient``, the default):
 
-1. When ``</think>`` closes the reasoning, the text after it is searched first; the reasoning is
-   searched only for an explicit ``\\boxed{}``. An unclosed ``<think>`` means the reasoning was cut
-   off, so only explicit markers count.
-2. Explicit markers, whichever comes last in the text: ``\\boxed{}``/``\\fbox{}`` (boxes joined only
-   by "and", commas or spacing form one list: ``\\boxed{1}, \\boxed{2}``), "(the final) answer is …",
-   "Answer: …", ``Answer $9$`` / ``**Final Answer** \\[9\\]`` (the word then math), Minerva's
-   "Final Answer: The largest $n$ is 34" (the value after its last "is"/"="), ``<answer>…</answer>``,
-   ``#### …``, and a markdown-bold last line. A marker whose content is no answer ("the answer is
-   correct") is skipped.
-3. Only when there is no marker and the completion was not truncated: the math of the final
-   statement (``… so $x = 7$.``; trailing courtesy text without digits is ignored), else a number
-   that the final sentence states ("Therefore, the probability is 2/3.", "So Tom has 12 apples.",
-   a last line that is only the number).
+1. The region: with ``</think>``, the text after it (the reasoning is searched only for a box); an
+   unclosed ``<think>`` means the reasoning was cut off, so only explicit markers count.
+2. Explicit markers; the one that comes LAST in the text wins, and a marker whose content is no value
+   passes to the one before it:
+   ``\\boxed{}``/``\\fbox{}`` (boxes joined only by commas, "and" or spacing form one list); "the answer
+   is …" (also "the answer (arabic numerals) is …"); ``#### …``; "Answer: …" (Minerva's "Final Answer:
+   The largest $n$ is 34" gives the value after its last "is"/"="); ``Answer $9$``; ``<answer>…</answer>``
+   (a box inside, else its value, else the final claim of its prose); a line "A: 72" (GSM8K few-shot);
+   markers in other languages: German "Antwort:/Antwort lautet/ist", French "Réponse :/réponse est",
+   Spanish "Respuesta:/respuesta es", Portuguese "Resposta:/resposta é", Italian "Risposta:/risposta è",
+   Russian "Ответ:/Ответ —/ответ равен", Chinese "答案是/答案为/答案：", Japanese "答えは/答え：", Korean
+   "정답은/답:", Swahili "Jibu ni", Bengali "উত্তর হল", Telugu "సమాధానం", Thai "คำตอบคือ"; a bold last line.
+   A marker in another language, and "A:", take a VALUE only (math, a number, ``x = 5``, a short math
+   token) followed by at most 40 characters of units to the end of its sentence (for "A:", of its line).
+3. Only when there is no marker and the completion was not truncated, the unmarked fallbacks in order:
+   the math of the final statement (``… so $x = 7$.``); a completion that is nothing but an answer; the
+   number the final line states ("Therefore, the probability is 2/3."); the final claim of prose (the one
+   value a complete last sentence states: "That means they have a total of 81 blue balloons.", "… = 6 + 9
+   = 15 liters.", "So the total is one hundred and forty."); a program's printed output when the
+   completion ends with it (`````output`` holding one value).
+
+What stops each:
+
+- truncation (no end-of-sequence token): disables step 3 (an explicit marker still counts);
+- a hedge between different values ("3 or 4", ``\\boxed{3}`` or ``\\boxed{4}``, "17 или 18", "17 或 18") is
+  no answer (:func:`extract_candidates` returns the options, for a gold that is exactly those values);
+- several final answers: the last marker wins; an unmarked final sentence with two values is none;
+- a question back to the user ("Is the answer 28?") and guesses or conditions ("probably", "maybe", "if",
+  "unless", "assuming") stop the unmarked fallbacks; after a foreign marker, "or"/"not" in the listed
+  languages ("nicht 17, sondern 18", "17 или больше") stop it;
+- a marker whose content is no answer ("the answer is correct") passes to the previous marker.
 
 ``strict`` accepts only ``\\boxed{}``, ``####`` and "the answer is" (for runs that reward the format
-separately and want no credit for anything else).
-
-A hedge between different answers ("3 or 4", ``$3$ or $4$``, ``\\boxed{3}`` or ``\\boxed{4}``,
-``**3** or **4**``) is no answer. :func:`extract_candidates` returns a hedge's options instead, so
-that the verifier can accept one whose options are all the same value ("\\frac12 or 0.5").
-Every search is linear in the text (bounded look-back), so megabyte-long completions are cheap.
+separately and want no credit for anything else). :func:`find_answer` also names the rule that found
+the answer (``lightning_grpo.rewards.explain`` prints it). Every search is linear in the text (bounded
+look-back, windows of at most 20,000 characters), so megabyte-long completions are cheap.
 """
 
 from __future__ import annotations

@@ -253,7 +253,9 @@ def test_backend_must_be_known_and_math_verify_needs_its_package(monkeypatch: py
     with pytest.raises(ValueError, match="'sympy'"):
         MathReward(backend="sympy")  # type: ignore[arg-type]
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "math_verify" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "math_verify" else real_find_spec(name, *a)
+    )
     with pytest.raises(ImportError, match="pip install math-verify"):
         MathReward(backend="math_verify")
 

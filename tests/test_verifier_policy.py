@@ -138,7 +138,9 @@ CASES = [(rule, *case) for rule, cases in RULES.items() for case in cases]
 
 
 @pytest.mark.parametrize(("rule", "completion", "gold", "correct"), CASES)
-def test_each_rule_finds_its_family_and_refuses_its_near_misses(rule: str, completion: str, gold: str, correct: bool) -> None:
+def test_each_rule_finds_its_family_and_refuses_its_near_misses(
+    rule: str, completion: str, gold: str, correct: bool
+) -> None:
     assert check(completion, gold).correct is correct, (rule, find_answer(completion))
 
 
@@ -218,7 +220,9 @@ def test_explain_says_why_there_is_no_answer() -> None:
     assert _run_explain(["So they have 81 balloons.", "81"]) == (0, "correct\n")
 
 
-def test_explain_reads_stdin_and_files_and_names_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_reads_stdin_and_files_and_names_a_missing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert _run_explain(["-", "7"], stdin="The answer is 7.") == (0, "correct\n")
     path = tmp_path / "completion.txt"
     path.write_text("\\boxed{8}", encoding="utf-8")

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.explain:
         print("\n".join(explain(completion, args.gold, policy, args.truncated)))
     else:
-        print("correct" if check(completion, args.gold, policy=policy, truncated=args.truncated).correct else "incorrect")
+        verdict = check(completion, args.gold, policy=policy, truncated=args.truncated)
+        print("correct" if verdict.correct else "incorrect")
     return 0
 
 

@@ -600,6 +600,7 @@ def _touches_operator(text: str, start: int, end: int) -> bool:
     return bool(_OPERATOR.search(before.strip()[-1:] if before.strip() else "") or _OPERATOR.match(after.strip()[:1]))
 
 
+_OUTPUT_VALUE = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?|[-+]?\d+/\d+")
 _OUTPUT_LAST = re.compile(r"```python.*?```\s*```output[ \t]*\n?(.*?)\n?```\s*$", re.S)
 
 
@@ -610,7 +611,7 @@ def _program_output(text: str) -> str | None:
     if match is None:
         return None
     output = match.group(1).strip()
-    if "\n" in output or len(output) > 40 or not re.fullmatch(r"[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?|[-+]?\d+/\d+", output):
+    if "\n" in output or len(output) > 40 or not _OUTPUT_VALUE.fullmatch(output):
         return None
     return _accept(output)
 

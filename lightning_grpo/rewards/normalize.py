@@ -203,6 +203,9 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
     return NormalizedAnswer(re.sub(r"\s+", " ", text).strip().rstrip(","), percent)
 
 
+_NOT_UNIT_WORDS = re.compile(r"\b(?:of|them|those|these|the|an?|it|is|are|was|were|each|more|less)\b", re.I)
+
+
 def _spelled_number(text: str) -> str | None:
     """A whole answer written in number words, with at most three unit words after it ("forty-seven",
     "Four containers"): its digits; None otherwise (so "one of them" or "forty-seven or so" stay text)."""
@@ -211,6 +214,6 @@ def _spelled_number(text: str) -> str | None:
         value = words_to_number(" ".join(words[:cut]))
         if value is not None:
             rest = " ".join(words[cut:])
-            plain_units = not re.search(r"\b(?:of|them|those|these|the|an?|it|is|are|was|were|each|more|less)\b", rest, re.I)
+            plain_units = not _NOT_UNIT_WORDS.search(rest)
             return str(value) if not rest or (_is_unit(rest) and plain_units) else None
     return None

@@ -1,4 +1,11 @@
-"""Benchmark the math verifier (and Math-Verify, when installed) on tests/data/verifier_corpus.jsonl.
+"""Benchmark the math verifier (and Math-Verify, when installed) on the labelled corpora in tests/data.
+
+Corpora (``--corpus``, repeatable; default all three): ``old`` is tests/data/verifier_corpus.jsonl (the
+corpus the verifier was built on), ``tune`` and ``holdout`` are the two halves of
+tests/data/verifier_fresh.jsonl (real outputs from other projects' logs, other graders' pairs, other
+languages, tool-integrated outputs and hand-made hard variants; split at random before any verifier
+ran on them). ``holdout`` is for a final score only: its wrong case ids are not printed unless
+``--show-holdout-ids``.
 
 Both verifiers run through the same :class:`~lightning_grpo.rewards.math.VerifierPool`: each case in
 a killable worker process with a hard time limit, so a hang shows up as a timeout, not a stuck run.
@@ -26,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from build_verifier_corpus import load_corpus  # noqa: E402
+from build_verifier_corpus import FRESH, load_corpus  # noqa: E402
 
 from lightning_grpo.rewards.base import RewardBatch  # noqa: E402
 from lightning_grpo.rewards.math import MathReward, Outcome, VerifierPool, check_task  # noqa: E402
@@ -56,20 +63,25 @@ def _source_group(source: str) -> str:
 
 
 def _tally(cases: list[dict[str, Any]], outcomes: list[Outcome], key: Any) -> dict[str, list[int]]:
-    """Per group: [cases, right, false positives, false negatives, negatives]."""
-    table: dict[str, list[int]] = {}
+    """Per group: [cases, right, false positives, false negatives, negatives, p99 latency in ms]."""
+    table: dict[str, list[Any]] = {}
+    seconds: dict[str, list[float]] = {}
     for case, outcome in zip(cases, outcomes):
         predicted = bool(outcome.status == "ok" and outcome.value[0])
-        row = table.setdefault(key(case), [0, 0, 0, 0, 0])
+        seconds.setdefault(key(case), []).append(outcome.seconds)
+        row = table.setdefault(key(case), [0, 0, 0, 0, 0, 0.0])
         row[0] += 1
         row[1] += predicted == case["equivalent"]
         row[2] += predicted and not case["equivalent"]
         row[3] += case["equivalent"] and not predicted
         row[4] += not case["equivalent"]
+    for group, times in seconds.items():
+        times.sort()
+        table[group][5] = 1000 * times[min(len(times) - 1, int(0.99 * len(times)))]
     return table
 
 
-def _report(name: str, cases: list[dict[str, Any]], outcomes: list[Outcome]) -> dict[str, Any]:
+def _report(name: str, cases: list[dict[str, Any]], outcomes: list[Outcome], show_ids: bool = True) -> dict[str, Any]:
     fp = fn = timeouts = errors = correct = 0
     missed: list[str] = []
     for case, outcome in zip(cases, outcomes):
@@ -89,7 +101,8 @@ def _report(name: str, cases: list[dict[str, Any]], outcomes: list[Outcome]) -> 
     print(f"accuracy {correct / n:.4f}   false positives {fp} ({100 * fp / n:.2f}%)   false negatives {fn}")
     print(f"timeouts {timeouts}   errors {errors}   latency mean {1000 * statistics.mean(latencies):.2f} ms   "
           f"p99 {1000 * p99:.2f} ms   max {1000 * latencies[-1]:.1f} ms")
-    print(f"wrong ({len(missed)}): {' '.join(missed[:40])}{' …' if len(missed) > 40 else ''}")
+    if show_ids:
+        print(f"wrong ({len(missed)}): {' '.join(missed[:60])}{' …' if len(missed) > 60 else ''}")
     return {
         "fp": fp, "accuracy": correct / n, "timeouts": timeouts, "p99": p99, "n": n,
         "category": _tally(cases, outcomes, lambda c: c["category"]),
@@ -100,16 +113,16 @@ def _report(name: str, cases: list[dict[str, Any]], outcomes: list[Outcome]) -> 
 def _table(title: str, ours: dict[str, list[int]], theirs: dict[str, list[int]] | None) -> None:
     """A markdown table: per group, cases, then accuracy, false positives (% of all its cases) and
     false negatives for each verifier."""
-    header = "| " + title + " | cases | ours: accuracy | FP | FN |"
-    header += " Math-Verify: accuracy | FP | FN |" if theirs is not None else ""
+    header = "| " + title + " | cases | ours: accuracy | FP | FN | p99 ms |"
+    header += " Math-Verify: accuracy | FP | FN | p99 ms |" if theirs is not None else ""
     print("\n" + header)
     print("|" + "---|" * (header.count("|") - 1))
     for group in sorted(ours, key=lambda g: (-ours[g][0], g)):
-        n, right, fp, fn, _ = ours[group]
-        line = f"| {group} | {n} | {right / n:.4f} | {fp} ({100 * fp / n:.1f}%) | {fn} |"
+        n, right, fp, fn, _, p99 = ours[group]
+        line = f"| {group} | {n} | {right / n:.4f} | {fp} ({100 * fp / n:.1f}%) | {fn} | {p99:.1f} |"
         if theirs is not None:
-            t_n, t_right, t_fp, t_fn, _ = theirs[group]
-            line += f" {t_right / t_n:.4f} | {t_fp} ({100 * t_fp / t_n:.1f}%) | {t_fn} |"
+            t_n, t_right, t_fp, t_fn, _, t_p99 = theirs[group]
+            line += f" {t_right / t_n:.4f} | {t_fp} ({100 * t_fp / t_n:.1f}%) | {t_fn} | {t_p99:.1f} |"
         print(line)
 
 
@@ -180,7 +193,7 @@ def _targets(ours: dict[str, Any], theirs: dict[str, Any] | None, batch_s: float
         (f"p99 latency {1000 * ours['p99']:.1f} ms <= 100 ms", ours["p99"] <= 0.1),
         (f"1,024-completion batch {batch_s:.3f} s < 1 s", batch_s < 1.0),
     ]
-    for category, (n, right, fp, _, _) in sorted(ours["category"].items()):
+    for category, (n, right, fp, _, _, _) in sorted(ours["category"].items()):
         checks.append((f"{category}: accuracy {right / n:.4f} >= 0.99", right / n >= 0.99))
         checks.append((f"{category}: false positives {fp} <= 0.2% of {n}", fp <= 0.002 * n))
         if theirs is not None:
@@ -193,27 +206,46 @@ def _targets(ours: dict[str, Any], theirs: dict[str, Any] | None, batch_s: float
         print(f"{'met   ' if met else 'MISSED'} {text}")
 
 
+def _corpus(name: str) -> list[dict[str, Any]]:
+    if name == "old":
+        return load_corpus()
+    return [c for c in load_corpus(FRESH) if c["split"] == name]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit-s", type=float, default=5.0, help="hard time limit per case")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--mode", choices=("lenient", "strict"), default="lenient", help="our extraction mode")
+    parser.add_argument("--corpus", action="append", choices=("old", "tune", "holdout"),
+                        help="which corpora to score (repeatable; default: all three)")
+    parser.add_argument("--show-holdout-ids", action="store_true", help="print the ids of holdout cases scored wrong")
+    parser.add_argument("--no-math-verify", action="store_true", help="score our verifier only")
+    parser.add_argument("--no-batch-timing", action="store_true", help="skip the 1,024-completion batch timing")
     args = parser.parse_args()
-    cases = load_corpus()
-    print(f"corpus: {len(cases)} cases, per-case limit {args.limit_s} s, {args.workers} workers, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    ours = _report(f"lightning_grpo verifier ({args.mode})", cases,
-                   _run(check_task, cases, args.limit_s, args.workers, VerifyPolicy(mode=args.mode)))
-    theirs = None
     try:
         import math_verify  # noqa: F401
     except ImportError:
-        print("\nMath-Verify is not installed (pip install math-verify): skipped")
+        have_math_verify = False
+        print("Math-Verify is not installed (pip install math-verify): skipped")
     else:
-        theirs = _report("Math-Verify", cases, _run(math_verify_task, cases, args.limit_s, args.workers, VerifyPolicy()))
-    _table("category", ours["category"], theirs["category"] if theirs else None)
-    _table("source", ours["source"], theirs["source"] if theirs else None)
-    _targets(ours, theirs, _batch_timing(cases, args.workers))
+        have_math_verify = not args.no_math_verify
+    for name in args.corpus or ["old", "tune", "holdout"]:
+        cases = _corpus(name)
+        show = name != "holdout" or args.show_holdout_ids
+        print(f"\n######## corpus {name}: {len(cases)} cases, per-case limit {args.limit_s} s, {args.workers} workers, "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        ours = _report(f"lightning_grpo verifier ({args.mode}) on {name}", cases,
+                       _run(check_task, cases, args.limit_s, args.workers, VerifyPolicy(mode=args.mode)), show)
+        theirs = None
+        if have_math_verify:
+            theirs = _report(f"Math-Verify on {name}", cases,
+                             _run(math_verify_task, cases, args.limit_s, args.workers, VerifyPolicy()), show)
+        _table(f"{name}: category", ours["category"], theirs["category"] if theirs else None)
+        if name == "old":
+            _table("old: source", ours["source"], theirs["source"] if theirs else None)
+            if not args.no_batch_timing:
+                _targets(ours, theirs, _batch_timing(cases, args.workers))
 
 
 if __name__ == "__main__":

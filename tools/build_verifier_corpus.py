@@ -41,6 +41,11 @@ Then (appended, so that every earlier case keeps its id):
 
 Run from the repository root: ``python tools/build_verifier_corpus.py --data-dir DIR`` where ``DIR``
 holds ``gsm8k_test.jsonl`` and ``math500_test.jsonl``.
+
+``tests/data/verifier_fresh.jsonl`` (issue #25) is not built here: its 476 cases were collected once
+from other projects' published files (each case's ``source`` names the repository and file) and
+labelled by reading them; docs/verifier.md describes its categories. Its ``split`` (``tune`` to develop
+on, ``holdout`` to score once) was drawn before any verifier ran on it; :func:`fresh_split` reproduces it.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "verifier_corpus.jsonl"
 SOURCES = ROOT / "tests" / "data" / "verifier_sources.jsonl"
+FRESH = ROOT / "tests" / "data" / "verifier_fresh.jsonl"
 OURS = "lightning_grpo (hand-written)"
 
 
@@ -70,6 +76,16 @@ def materialize(case: dict[str, Any]) -> str:
         body = spec["open"] * spec["depth"] + spec["core"] + spec["close"] * spec["depth"]
         return spec.get("prefix", "") + body + spec.get("suffix", "")
     raise ValueError(f"unknown generator {spec['kind']!r}")
+
+
+FRESH_SEED = 20251206
+
+
+def fresh_split(count: int, seed: int = FRESH_SEED) -> list[str]:
+    """The ``split`` of the fresh corpus's cases in file order: each case independently ``holdout``
+    with probability 1/2, else ``tune``, from ``random.Random(seed)``."""
+    rng = random.Random(seed)
+    return ["holdout" if rng.random() < 0.5 else "tune" for _ in range(count)]
 
 
 def load_corpus(path: Path = OUT) -> list[dict[str, Any]]:

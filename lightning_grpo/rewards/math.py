@@ -17,6 +17,7 @@ if ``setup`` was never called. The pool is shut down by :meth:`MathReward.close`
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import multiprocessing
 import time
@@ -38,10 +39,41 @@ MAX_CHUNK = 16  # tasks sent to a worker at once
 Task = tuple[Any, ...]
 
 
+Backend = Literal["lightning_grpo", "math_verify"]
+BACKENDS = ("lightning_grpo", "math_verify")
+MATH_VERIFY_MISSING = (
+    "MathReward(backend='math_verify') needs the math-verify package, which is not installed: "
+    "pip install math-verify (or pip install 'lightning-grpo[math_verify]')"
+)
+
+
 def check_task(completion: str, gold: str, policy: VerifyPolicy, truncated: bool) -> tuple[bool, str | None]:
     """The default checker run in the workers: (correct, internal error or None)."""
     verdict = check(completion, gold, policy=policy, truncated=truncated)
     return verdict.correct, verdict.error
+
+
+def math_verify_task(completion: str, gold: str, policy: VerifyPolicy, truncated: bool) -> tuple[bool, str | None]:
+    """Math-Verify's documented usage, ``verify(parse(gold), parse(completion))``, run in the workers.
+
+    A gold without ``$`` or ``\\boxed`` is wrapped in ``$…$`` (Math-Verify reads math from delimiters).
+    Math-Verify has no notion of ``policy`` or ``truncated``: both are ignored. Imported here, lazily,
+    so that the package never depends on it."""
+    import logging
+
+    try:
+        from math_verify import parse, verify
+    except ImportError as err:
+        raise ImportError(MATH_VERIFY_MISSING) from err
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs every parse timeout in full
+    gold_text = gold if "\\boxed" in gold or "$" in gold else f"${gold}$"
+    return bool(verify(parse(gold_text), parse(completion))), None
+
+
+def _require_math_verify() -> None:
+    """Fail in the parent, before any worker starts, when math-verify cannot be imported."""
+    if importlib.util.find_spec("math_verify") is None:
+        raise ImportError(MATH_VERIFY_MISSING)
 
 
 @dataclass(frozen=True)
@@ -124,11 +156,15 @@ class VerifierPool:
         self.start_method = start_method or ("forkserver" if "forkserver" in methods else "spawn")
         self._workers: list[_Worker] = []
         self._finalizer: weakref.finalize | None = None
+        self.restarts = 0  # workers replaced because they died, timed out or could not be reached
 
     def _context(self) -> Any:
         context = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":
-            context.set_forkserver_preload([self.function.__module__, "lightning_grpo.rewards.verifier"])
+            preload = [self.function.__module__, "lightning_grpo.rewards.verifier"]
+            if self.function.__name__ == "math_verify_task":
+                preload.append("math_verify")
+            context.set_forkserver_preload(preload)
         return context
 
     def start(self, block: bool = True) -> None:
@@ -148,6 +184,7 @@ class VerifierPool:
 
     def _replace(self, worker: _Worker) -> None:
         worker.kill()
+        self.restarts += 1
         self._workers[self._workers.index(worker)] = _Worker(self._context(), self.function)
 
     def map(self, tasks: list[Task]) -> list[Outcome]:
@@ -161,11 +198,19 @@ class VerifierPool:
         results: list[Outcome | None] = [None] * len(tasks)
         pending = deque(range(len(tasks)))
         while pending or any(w.queue for w in self._workers):
-            for worker in self._workers:
+            for worker in list(self._workers):
                 if worker.ready and not worker.queue and pending:
+                    if not worker.process.is_alive():  # killed while idle: replace it, lose nothing
+                        self._replace(worker)
+                        continue
                     size = max(1, min(MAX_CHUNK, len(pending) // (2 * len(self._workers))))
                     chunk = [pending.popleft() for _ in range(min(size, len(pending)))]
-                    worker.conn.send([tasks[i] for i in chunk])
+                    try:
+                        worker.conn.send([tasks[i] for i in chunk])
+                    except OSError:  # it died since the check: the chunk goes back, untouched
+                        pending.extendleft(reversed(chunk))
+                        self._replace(worker)
+                        continue
                     worker.queue.extend(chunk)
                     worker.head_start = time.monotonic()
                     worker.deadline = worker.head_start + self.timeout_s
@@ -193,8 +238,11 @@ class VerifierPool:
         except (EOFError, OSError):
             worker.process.join(5)
             code = worker.process.exitcode
-            if not worker.queue:
-                raise RuntimeError(f"a verifier worker exited before taking a task (exit code {code})") from None
+            if not worker.ready:  # it could not start (an import error, say): restarting would loop
+                raise RuntimeError(f"a verifier worker exited before it was ready (exit code {code})") from None
+            if not worker.queue:  # it died idle (killed from outside): replace it, nothing is lost
+                self._replace(worker)
+                return
             index = worker.queue.popleft()
             message = f"worker died (exit code {code})"
             results[index] = Outcome("error", seconds=time.monotonic() - worker.head_start, message=message)
@@ -243,6 +291,13 @@ class MathReward(RewardFunction):
       answer format separately (e.g. with :class:`~lightning_grpo.rewards.format.FormatReward`) and
       want no credit for an unmarked answer.
 
+    ``backend`` picks the checker: ``"lightning_grpo"`` (the default, this package's verifier) or
+    ``"math_verify"`` (Hugging Face's Math-Verify, the grader TRL's accuracy reward uses; an optional
+    dependency: ``pip install math-verify``). Both run in the same killable worker pool, so a
+    Math-Verify hang costs one timeout, not a stalled run. Math-Verify ignores ``mode``, ``percent``,
+    ``rounded_decimals`` and truncation; :meth:`extract` (maj@k voting) always uses this package's
+    answer finding.
+
     ``setup()`` starts the worker pool ahead of the first batch (otherwise it starts on first use).
     """
 
@@ -260,9 +315,17 @@ class MathReward(RewardFunction):
         rounded_decimals: bool = False,
         min_rounded_digits: int = 2,
         mode: Literal["lenient", "strict"] = "lenient",
-        checker: Callable[[str, str, VerifyPolicy, bool], tuple[bool, str | None]] = check_task,
+        checker: Callable[[str, str, VerifyPolicy, bool], tuple[bool, str | None]] | None = None,
+        backend: Backend = "lightning_grpo",
     ) -> None:
         super().__init__(name=name, weight=weight)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "math_verify":
+            _require_math_verify()
+        if checker is None:
+            checker = math_verify_task if backend == "math_verify" else check_task
+        self.backend = backend
         self.correct_value = correct_value
         self.incorrect_value = incorrect_value
         self.policy = VerifyPolicy(

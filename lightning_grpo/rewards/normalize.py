@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from fractions import Fraction
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 _SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+"))
@@ -105,6 +106,49 @@ _ARRAY = re.compile(r"\\begin\{array\}\s*\{[lcr|\s]*\}(.*?)\\end\{array\}", re.S
 _RELATIONS = (("\\leqslant", "\\le"), ("\\geqslant", "\\ge"), ("<=", "\\le "), (">=", "\\ge "), ("!=", "\\ne "),
               ("=<", "\\le "), ("=>", "\\ge "))
 _AND = re.compile(r"\s*,?\s*\band\b\s*")
+# 3.81e-4, 6.02E23: scientific notation only with a decimal point or a capital E ("2e-1" is 2e - 1, Euler's e)
+_SCIENTIFIC = re.compile(r"(?<![\w.\\])(\d+\.\d+[eE]|\d+E)([-+]?\d+)(?![\w.])")
+# 0.\overline{5}, 1.2\overline{34}: a repeating decimal is an exact fraction
+_REPEATING = re.compile(r"(?<![\d.])([-+]?)(\d*)\.(\d*)\\overline\s*\{(\d+)\}(?![\d.])")
+_SMALL = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9}
+
+
+def words_to_number(text: str) -> int | None:
+    """An English number written in words ("one hundred and forty", "forty-seven", "Four") as an int;
+    None unless every word is a number word (or an "and" between them)."""
+    words = [w for w in re.split(r"[\s-]+", text.strip().lower()) if w]
+    if not words or words[0] == "and" or words[-1] == "and":
+        return None
+    total = current = 0
+    seen = False
+    for word in words:
+        if word == "and":
+            continue
+        if word in _SMALL:
+            current += _SMALL[word]
+        elif word in _TENS:
+            current += _TENS[word]
+        elif word == "hundred":
+            current = (current or 1) * 100
+        elif word in _SCALES:
+            total += (current or 1) * _SCALES[word]
+            current = 0
+        else:
+            return None
+        seen = True
+    return total + current if seen else None
+
+
+def _repeating(match: re.Match[str]) -> str:
+    sign, whole, fixed, cycle = match.groups()
+    value = Fraction(int(whole or "0")) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+    value += Fraction(int(cycle), (10 ** len(cycle) - 1) * 10 ** len(fixed))
+    value = -value if sign == "-" else value
+    return f"\\frac{{{value.numerator}}}{{{value.denominator}}}" if value.denominator != 1 else str(value.numerator)
 
 
 def normalize_answer(answer: str) -> NormalizedAnswer:
@@ -136,7 +180,7 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
     text = text.rstrip(" .;,").strip()
     lone = _LONE_TEXT.match(text)
     if lone is not None:
-        return NormalizedAnswer(lone.group(1).strip(), percent)
+        return NormalizedAnswer(_spelled_number(lone.group(1)) or lone.group(1).strip(), percent)
     for _ in range(2):
         unit = _UNIT_TEXT.match(text)
         if unit is not None and _is_unit(text[len(unit.group(1)) :]):
@@ -150,5 +194,26 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
     if thousands is not None:
         sign, digits, fraction = thousands.groups()
         text = sign + digits.replace(",", "").replace(" ", "") + (fraction or "")
+    spelled = _spelled_number(text)
+    if spelled is not None:
+        return NormalizedAnswer(spelled, percent)
+    text = _SCIENTIFIC.sub(lambda m: f"{m.group(1)[:-1]} \\times 10^{{{m.group(2)}}}", text)
+    text = _REPEATING.sub(_repeating, text)
     text = _AND.sub(", ", text) if re.search(r"\band\b", text) else text  # "6 and 8", "19, 46, and 82"
     return NormalizedAnswer(re.sub(r"\s+", " ", text).strip().rstrip(","), percent)
+
+
+_NOT_UNIT_WORDS = re.compile(r"\b(?:of|them|those|these|the|an?|it|is|are|was|were|each|more|less)\b", re.I)
+
+
+def _spelled_number(text: str) -> str | None:
+    """A whole answer written in number words, with at most three unit words after it ("forty-seven",
+    "Four containers"): its digits; None otherwise (so "one of them" or "forty-seven or so" stay text)."""
+    words = text.strip(" .\"'").split()
+    for cut in range(len(words), max(0, len(words) - 4), -1):
+        value = words_to_number(" ".join(words[:cut]))
+        if value is not None:
+            rest = " ".join(words[cut:])
+            plain_units = not _NOT_UNIT_WORDS.search(rest)
+            return str(value) if not rest or (_is_unit(rest) and plain_units) else None
+    return None

@@ -388,14 +388,17 @@ class _Parser:
         return value
 
     def term(self) -> sympy.Expr:
+        start = self.pos
         value = self.unary()
         while True:
             token = self.peek()
             if token in ("*", "\\cdot", "\\times"):
                 self.take()
+                start = self.pos
                 value = _checked(value * self.unary())
             elif token in ("/", "\\div"):
                 self.take()
+                start = self.pos
                 divisor = self.unary()
                 if divisor == 0:
                     raise Unreadable("division by zero")
@@ -405,8 +408,13 @@ class _Parser:
                 if mixed is not None:
                     value = _checked(value + mixed)
                 elif token[0].isdigit() or token[0] == ".":  # "1 2" is no product (LaTeX prints 12)
-                    raise Unreadable("a number right after a factor")
+                    # ... but powers side by side are: 2^6 3^5 5^4 is a factorisation
+                    if not ("^" in self.tokens[start : self.pos] and self.peek(1) == "^"):
+                        raise Unreadable("a number right after a factor")
+                    start = self.pos
+                    value = _checked(value * self.power())
                 else:
+                    start = self.pos
                     value = _checked(value * self.power())
             else:
                 return value
@@ -1176,6 +1184,14 @@ _DECIMAL = re.compile(r"^-?\d*\.(\d+)$")
 _CHOICE = re.compile(r"^(?:\(([A-E])\)|([A-E])[.)])\s+(\S.*)$")
 
 
+_CLOCK = re.compile(r"(\d{1,2}):([0-5]\d)(?::([0-5]\d))?")
+
+
+def _seconds(clock: re.Match[str]) -> int:
+    """Seconds since midnight of a clock time ``H:MM`` or ``H:MM:SS``."""
+    return 3600 * int(clock.group(1)) + 60 * int(clock.group(2)) + int(clock.group(3) or 0)
+
+
 @functools.lru_cache(maxsize=2048)
 def equivalent(answer: str, gold: str, policy: VerifyPolicy = VerifyPolicy()) -> bool:
     """Whether the (un-normalised) ``answer`` string is equivalent to ``gold`` under ``policy``."""
@@ -1195,6 +1211,9 @@ def equivalent(answer: str, gold: str, policy: VerifyPolicy = VerifyPolicy()) ->
         return (chosen.group(1) or chosen.group(2)) == g_text.strip("()")
     if a_text.replace(" ", "") == g_text.replace(" ", ""):
         return True
+    a_clock, g_clock = _CLOCK.fullmatch(a_text.strip()), _CLOCK.fullmatch(g_text.strip())
+    if a_clock and g_clock and (a_clock.group(3) or g_clock.group(3)):  # 20:34:00 = 20:34, never a ratio
+        return _seconds(a_clock) == _seconds(g_clock)
     a_value, g_value = _read(a_text), _read(g_text)
     if a_value is None or g_value is None:
         return _spelling_key(_named_value(a_text)) == _spelling_key(_named_value(g_text))

@@ -1,4 +1,5 @@
-"""``lightning-grpo``: the LightningCLI entry point (fit | validate | test).
+"""``lightning-grpo``: the LightningCLI entry point (fit | validate | test), and ``verify`` (the math verifier's
+verdict on one completion, with ``--explain``: see :mod:`lightning_grpo.rewards.explain`).
 
 The data module's tokenizer is linked to the policy's path, so a config names the model once. The
 demo's optional ``warm_start`` section builds and supervises its tiny model at ``warm_start.output_dir``
@@ -74,8 +75,13 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def main(args: list[str] | None = None) -> None:
+    argv = list(args) if args is not None else sys.argv[1:]
+    if argv[:1] == ["verify"]:  # `lightning-grpo verify COMPLETION GOLD --explain`: why a math reward was 0 or 1
+        from lightning_grpo.rewards.explain import main as verify_main
+
+        raise SystemExit(verify_main(argv[1:]))
     silence_handled_messages()
-    check_renamed(list(args) if args is not None else sys.argv[1:])
+    check_renamed(argv)
     GRPOCLI(
         GRPOModule,
         RolloutDataModule,

@@ -87,7 +87,7 @@ def main(args: list[str] | None = None) -> None:
         RolloutDataModule,
         subclass_mode_model=False,
         subclass_mode_data=False,
-        # GRPOModule builds its own optimizer and schedule (model.learning_rate, model.lr_schedule, ...):
+        # GRPOModule builds its own optimizer and schedule (model.optimizer: learning_rate, lr_schedule, ...):
         # Lightning's --optimizer / --lr_scheduler would be offered and then fail with "empty parameter list".
         auto_configure_optimizers=False,
         args=args,

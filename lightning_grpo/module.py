@@ -28,7 +28,7 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Literal
 
 import torch
@@ -44,6 +44,7 @@ from lightning_grpo.evaluation import EvalBatch
 from lightning_grpo.logprobs import completion_logprobs
 from lightning_grpo.metrics import EvalAccumulator
 from lightning_grpo.models import enable_activation_checkpointing, load_causal_lm
+from lightning_grpo.module_settings import Logging, Optimization, UpdateLoop
 from lightning_grpo.objectives.base import Normalizers, Objective, ObjectiveInputs
 from lightning_grpo.objectives.grpo import GRPO
 from lightning_grpo.peft_support import adapters_disabled, apply_adapter, trainable_parameter_names
@@ -126,21 +127,9 @@ class GRPOModule(LightningModule):
         advantage: AdvantageEstimator | None = None,
         reference_model_name_or_path: str | None = None,
         dtype: Literal["float32", "bfloat16", "float16"] = "float32",
-        learning_rate: float = 1e-6,
-        weight_decay: float = 0.0,
-        adam_betas: tuple[float, float] = (0.9, 0.99),
-        warmup_steps: int = 0,
-        lr_schedule: Literal["constant", "cosine", "linear"] = "constant",
-        min_lr_ratio: float = 0.0,
-        max_grad_norm: float | None = 1.0,
-        updates_per_rollout: int = 1,
-        epochs: int = 1,
-        micro_batch_size: int | None = None,
-        mask_truncated: bool = False,
-        logp_chunk_size: int = 64,
-        log_completions_every_n_steps: int = 50,
-        num_completions_to_log: int = 4,
-        on_nonfinite: Literal["skip", "raise"] = "skip",
+        optimizer: Optimization = Optimization(),
+        update: UpdateLoop = UpdateLoop(),
+        logging: Logging = Logging(),
         gradient_checkpointing: bool = False,
         peft: PeftConfig | None = None,
     ) -> None:
@@ -152,21 +141,9 @@ class GRPOModule(LightningModule):
             reference_model_name_or_path: frozen reference for the KL term (default: the policy's
                 path). Loaded only when the objective's β > 0.
             dtype: parameter dtype of policy and reference.
-            learning_rate, weight_decay, adam_betas: AdamW.
-            warmup_steps: linear warm-up from 0, in optimizer steps.
-            lr_schedule: after warm-up, ``constant``, or ``cosine``/``linear`` decay to
-                ``min_lr_ratio × learning_rate`` at ``trainer.max_steps``.
-            max_grad_norm: clip the gradient norm to this (None: no clipping; the norm is logged).
-            updates_per_rollout: optimizer steps per rollout batch (its number of mini-batches).
-            epochs: passes over the rollout batch.
-            micro_batch_size: completions per forward/backward (None: a whole mini-batch); the update
-                does not depend on it.
-            mask_truncated: zero the loss mask of completions without EOS (DAPO overlong filtering).
-            logp_chunk_size: completion positions per float32 chunk of the log-prob/entropy pass.
-            log_completions_every_n_steps: TensorBoard text sample interval (0: never).
-            num_completions_to_log: completions per text sample.
-            on_nonfinite: when the gradient norm is NaN or infinite, ``skip`` the update (counted
-                in ``train/skipped_updates``) or ``raise``.
+            optimizer: AdamW, warm-up and schedule, gradient clipping (:class:`Optimization`).
+            update: mini-batches, epochs, micro-batches, truncation masking, non-finite policy (:class:`UpdateLoop`).
+            logging: example completions in the logs (:class:`Logging`).
             gradient_checkpointing: recompute the policy's decoder-layer activations in backward
                 (less memory, about one more forward of compute); generation runs in eval mode with
                 the KV cache, where it is off.
@@ -176,14 +153,10 @@ class GRPOModule(LightningModule):
                 ``reference_model_name_or_path`` names another model (see ``peft_support.py``).
         """
         super().__init__()
-        for name, value in (("updates_per_rollout", updates_per_rollout), ("epochs", epochs)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if micro_batch_size is not None and micro_batch_size < 1:
-            raise ValueError(f"micro_batch_size must be >= 1 or None, got {micro_batch_size}")
-        if learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
-        self.save_hyperparameters(ignore=["objective", "advantage", "peft"])  # objects: not in weights-only checkpoints
+        self.optimization, self.update, self.logging_settings = optimizer, update, logging
+        self.save_hyperparameters(ignore=["objective", "advantage", "peft", "optimizer", "update", "logging"])  # objects: not in weights-only checkpoints
+        for name, group in (("optimizer", optimizer), ("update", update), ("logging", logging)):
+            self.hparams[name] = asdict(group)  # plain values, for the logger's hyperparameters
         self.peft_config = peft
         self.automatic_optimization = False
         self.strict_loading = False  # the reference model is rebuilt from its path, not checkpointed
@@ -277,28 +250,28 @@ class GRPOModule(LightningModule):
 
     # ---- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        opt = self.optimization
         optimizer = torch.optim.AdamW(
             [p for p in self.policy.parameters() if p.requires_grad],
-            lr=hp.learning_rate,
-            weight_decay=hp.weight_decay,
-            betas=tuple(hp.adam_betas),
+            lr=opt.learning_rate,
+            weight_decay=opt.weight_decay,
+            betas=tuple(opt.adam_betas),
         )
         total = self.trainer.max_steps if self.trainer is not None else -1
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor_fn(total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _lr_factor_fn(self, total_steps: int) -> Any:
-        hp = self.hparams
+        opt = self.optimization
 
         def factor(step: int) -> float:
-            if step < hp.warmup_steps:
-                return (step + 1) / (hp.warmup_steps + 1)
-            if hp.lr_schedule == "constant" or total_steps <= hp.warmup_steps:
+            if step < opt.warmup_steps:
+                return (step + 1) / (opt.warmup_steps + 1)
+            if opt.lr_schedule == "constant" or total_steps <= opt.warmup_steps:
                 return 1.0
-            progress = min(1.0, (step - hp.warmup_steps) / (total_steps - hp.warmup_steps))
-            shape = 0.5 * (1 + math.cos(math.pi * progress)) if hp.lr_schedule == "cosine" else 1 - progress
-            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * shape
+            progress = min(1.0, (step - opt.warmup_steps) / (total_steps - opt.warmup_steps))
+            shape = 0.5 * (1 + math.cos(math.pi * progress)) if opt.lr_schedule == "cosine" else 1 - progress
+            return opt.min_lr_ratio + (1 - opt.min_lr_ratio) * shape
 
         return factor
 
@@ -318,7 +291,7 @@ class GRPOModule(LightningModule):
         return mean.float(), var.clamp(min=0).sqrt().float()
 
     def _micro_batches(self, rows: Tensor) -> list[Tensor]:
-        size = self.hparams.micro_batch_size or len(rows)
+        size = self.update.micro_batch_size or len(rows)
         return list(rows.split(size))
 
     @torch.no_grad()
@@ -334,7 +307,7 @@ class GRPOModule(LightningModule):
                     rollout.attention_mask[mb],
                     rollout.prompt_length,
                     temperature=rollout.temperature,
-                    chunk_size=self.hparams.logp_chunk_size,
+                    chunk_size=self.update.logp_chunk_size,
                     with_entropy=False,
                     group_size=rollout.group_size,
                 )[0]
@@ -362,23 +335,23 @@ class GRPOModule(LightningModule):
 
     # ---- the update -----------------------------------------------------------------------------
     def training_step(self, rollout: Rollout, batch_idx: int) -> None:
-        hp = self.hparams
+        loop = self.update
         start = time.perf_counter()
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
         n = rollout.input_ids.shape[0]
-        if n % hp.updates_per_rollout:
+        if n % loop.updates_per_rollout:
             raise ValueError(
                 f"the rollout's {n} completions per rank do not split into updates_per_rollout="
-                f"{hp.updates_per_rollout} equal mini-batches"
+                f"{loop.updates_per_rollout} equal mini-batches"
             )
         advantages, keep, adv_metrics = self.compute_advantages(rollout)
         mask = rollout.completion_mask.float() * keep.unsqueeze(1)  # [N, Tc]
-        if hp.mask_truncated:
+        if loop.mask_truncated:
             mask = mask * (~rollout.truncated).unsqueeze(1)
         if rollout.valid is not None:
             mask = mask * rollout.valid.unsqueeze(1)
-        multi_update = hp.updates_per_rollout * hp.epochs > 1
+        multi_update = loop.updates_per_rollout * loop.epochs > 1
         old_logp = self._frozen_logprobs(self.policy, rollout) if multi_update else None  # [N, Tc]
         ref_logp = self._frozen_logprobs(self.reference, rollout) if self.objective.needs_reference else None
         token_weights = self.objective.rollout_token_weights(
@@ -390,8 +363,8 @@ class GRPOModule(LightningModule):
         logp_mismatch = torch.zeros((), device=mask.device)
         grad_norms = []
         empty_minibatches = 0
-        mini_size = n // hp.updates_per_rollout
-        for epoch in range(hp.epochs):
+        mini_size = n // loop.updates_per_rollout
+        for epoch in range(loop.epochs):
             for update, mini in enumerate(torch.arange(n, device=mask.device).split(mini_size)):
                 if self._max_steps_reached():  # trainer.max_steps counts optimizer steps, also mid-rollout
                     break
@@ -416,7 +389,7 @@ class GRPOModule(LightningModule):
                     token_weights,
                     # DDP and FSDP average gradients over ranks; the normalisers are already global.
                     backward=lambda loss: self.manual_backward(loss * world),
-                    chunk_size=hp.logp_chunk_size,
+                    chunk_size=loop.logp_chunk_size,
                 )
                 if epoch == 0:
                     entropy_sum = entropy_sum + step.entropy_sum
@@ -437,12 +410,12 @@ class GRPOModule(LightningModule):
 
     def _clip_and_step(self, optimizer: Any, scheduler: Any) -> Tensor:
         params = [p for p in self.policy.parameters() if p.grad is not None]
-        max_norm = self.hparams.max_grad_norm if self.hparams.max_grad_norm is not None else float("inf")
+        max_norm = self.optimization.max_grad_norm if self.optimization.max_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         if hasattr(grad_norm, "full_tensor"):  # DTensor under FSDP2
             grad_norm = grad_norm.full_tensor()
         if not torch.isfinite(grad_norm):  # the norm is non-finite iff some gradient is (on every rank)
-            if self.hparams.on_nonfinite == "raise":
+            if self.update.on_nonfinite == "raise":
                 raise FloatingPointError(f"non-finite gradient norm {grad_norm.item()} at step {self.global_step}")
             self.skipped_updates += 1
             optimizer.zero_grad(set_to_none=True)
@@ -465,8 +438,8 @@ class GRPOModule(LightningModule):
         grad_norms: list[Tensor],
         update_s: float,
     ) -> None:
-        hp = self.hparams
-        steps = hp.updates_per_rollout * hp.epochs
+        loop = self.update
+        steps = loop.updates_per_rollout * loop.epochs
         lengths = rollout.lengths.float()  # [N]
         tokens = self._all_sum(torch.stack([entropy_sum, mask.sum(), lengths.sum()]))
         generation_s = rollout.stats.get("time/generation_s", 0.0)
@@ -546,22 +519,22 @@ class GRPOModule(LightningModule):
         rows = [(e["prompt"], e["completion"], str(e["answer"]), e["gold"], str(e["correct"])) for e in batch.examples]
         self.logger.experiment.add_text(
             "validation/greedy_completions",
-            _markdown_table(("prompt", "completion", "extracted", "gold", "correct"), rows[: self.hparams.num_completions_to_log]),
+            _markdown_table(("prompt", "completion", "extracted", "gold", "correct"), rows[: self.logging_settings.num_completions_to_log]),
             global_step=self.global_step,
         )
 
     def _log_text(self, rollout: Rollout) -> None:
-        every = self.hparams.log_completions_every_n_steps
+        every = self.logging_settings.log_completions_every_n_steps
         if not every or self.global_rank != 0 or not isinstance(self.logger, TensorBoardLogger):
             return
         step = self.global_step
-        if (step // self.hparams.updates_per_rollout // self.hparams.epochs) % every:
+        if (step // self.update.updates_per_rollout // self.update.epochs) % every:
             return
         g = rollout.group_size
         rows = [
             (rollout.prompts[i // g], rollout.completions[i], str(rollout.answers[i]) if rollout.answers else "",
              rollout.golds[i // g], f"{rollout.rewards[i].item():.3f}")
-            for i in range(min(self.hparams.num_completions_to_log, len(rollout.completions)))
+            for i in range(min(self.logging_settings.num_completions_to_log, len(rollout.completions)))
         ]
         self.logger.experiment.add_text(
             "completions", _markdown_table(("prompt", "completion", "extracted", "gold", "reward"), rows), global_step=step

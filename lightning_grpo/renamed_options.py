@@ -1,7 +1,7 @@
 """Options that moved: an old flat name on the command line or in a config file is an error naming the new one.
 
 The data module's 22 flat options became groups (``data.prompt``, ``data.rollout`` with its ``sampling``,
-``data.validation``). jsonargparse would reject an old name with a generic message after its usage
+``data.validation``), and so did the module's (``model.optimizer``, ``model.update``, ``model.logging``). jsonargparse would reject an old name with a generic message after its usage
 text; :func:`check_renamed` runs first and says where the option went.
 """
 
@@ -25,6 +25,11 @@ RENAMED: dict[str, str] = {
     "data.val_num_samples": "data.validation.num_samples",
     "data.val_greedy": "data.validation.greedy",
     "data.val_max_prompts": "data.validation.max_prompts",
+    **{f"model.{k}": f"model.optimizer.{k}" for k in (
+        "learning_rate", "weight_decay", "adam_betas", "warmup_steps", "lr_schedule", "min_lr_ratio", "max_grad_norm")},
+    **{f"model.{k}": f"model.update.{k}" for k in (
+        "updates_per_rollout", "epochs", "micro_batch_size", "mask_truncated", "logp_chunk_size", "on_nonfinite")},
+    **{f"model.{k}": f"model.logging.{k}" for k in ("log_completions_every_n_steps", "num_completions_to_log")},
 }
 
 

@@ -1,8 +1,9 @@
-"""Test builders: a ``RolloutDataModule`` from the flat keyword arguments the tests read best.
+"""Test builders: the data module and the module from the flat keyword arguments the tests read best.
 
 ``make_data(source, tokenizer=..., group_size=4, max_new_tokens=4, rewards=[...], val_batch_size=2)``
 sorts the keywords into the data module's groups (``prompt``, ``rollout``, ``validation``) and builds it
-through its public constructor; a keyword it does not know is an error.
+through its public constructor; a keyword it does not know is an error. ``make_module(path,
+learning_rate=1e-3, updates_per_rollout=2)`` does the same for ``GRPOModule``'s groups.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from lightning_grpo.data import PromptFormat, RolloutDataModule, Validation
+from lightning_grpo.module import GRPOModule
+from lightning_grpo.module_settings import Logging, Optimization, UpdateLoop
 from lightning_grpo.rollout_engine import RolloutEngine
 from lightning_grpo.sampling import Sampling
 
@@ -33,3 +36,24 @@ def make_data(source: Any = None, **flat: Any) -> RolloutDataModule:
     if source is not None:
         data["source"] = source
     return RolloutDataModule(prompt=prompt, rollout=engine, validation=validation, **data)
+
+
+_OPTIMIZATION = {"learning_rate", "weight_decay", "adam_betas", "warmup_steps", "lr_schedule", "min_lr_ratio", "max_grad_norm"}
+_UPDATE = {"updates_per_rollout", "epochs", "micro_batch_size", "mask_truncated", "logp_chunk_size", "on_nonfinite",
+           "max_consecutive_skips"}
+_LOGGING = {"log_completions_every_n_steps", "num_completions_to_log"}
+
+
+def make_module(model_name_or_path: str, **flat: Any) -> GRPOModule:
+    """A ``GRPOModule`` from flat keywords, sorted into its ``optimizer``, ``update`` and ``logging`` groups."""
+    groups = {
+        "optimizer": (Optimization, _OPTIMIZATION),
+        "update": (UpdateLoop, _UPDATE),
+        "logging": (Logging, _LOGGING),
+    }
+    kwargs = {k: v for k, v in flat.items() if not any(k in names for _, names in groups.values())}
+    for name, (cls, names) in groups.items():
+        values = {k: v for k, v in flat.items() if k in names}
+        if values:
+            kwargs[name] = cls(**values)
+    return GRPOModule(model_name_or_path, **kwargs)

@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch import Trainer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.builders import make_data
+from tests.builders import make_data, make_module
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.export import ExportHuggingFace, full_state_dict, save_pretrained_atomic
 from lightning_grpo.module import GRPOModule
@@ -44,7 +44,7 @@ def fitted(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
         accelerator="cpu", devices=1, max_steps=2, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=[callback],
     )
-    module = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.0), learning_rate=1e-2, log_completions_every_n_steps=0)
+    module = make_module(str(tiny_model_dir), objective=GRPO(beta=0.0), learning_rate=1e-2, log_completions_every_n_steps=0)
     data = make_data(
         Arithmetic(num_train=32, num_validation=0), tokenizer=str(tiny_model_dir), prompts_per_step=2, group_size=4,
         max_new_tokens=6, rewards=[DigitCount()],

@@ -70,11 +70,11 @@ def test_print_config_resolves_and_command_line_overrides(tmp_path: Path) -> Non
 
 
 def test_the_optimizer_is_configured_on_the_module_only() -> None:
-    """GRPOModule builds its optimizer from model.learning_rate etc.; Lightning's --optimizer and
+    """GRPOModule builds its optimizer from model.optimizer.learning_rate etc.; Lightning's --optimizer and
     --lr_scheduler would be offered and then fail with "optimizer got an empty parameter list"."""
     result = _cli("fit", "--help")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "--model.learning_rate" in result.stdout
+    assert "--model.optimizer.learning_rate" in result.stdout
     assert "--optimizer" not in result.stdout and "--lr_scheduler" not in result.stdout
 
 

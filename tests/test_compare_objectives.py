@@ -83,7 +83,7 @@ def test_recipe_rewards_follow_the_task() -> None:
 def test_optimizer_steps_per_rollout() -> None:
     configs = [ROOT / "configs" / "demo.yaml", ROOT / "configs" / "objectives" / "abc_grpo.yaml"]
     assert co.optimizer_steps_per_rollout(configs, []) == 4
-    assert co.optimizer_steps_per_rollout(configs, ["--model.epochs=2"]) == 8
+    assert co.optimizer_steps_per_rollout(configs, ["--model.update.epochs=2"]) == 8
     assert co.optimizer_steps_per_rollout(configs[:1] + [ROOT / "configs" / "objectives" / "grpo.yaml"], []) == 1
 
 
@@ -103,7 +103,7 @@ def test_runs_vary_the_rl_seed_and_are_skipped_only_when_finished_with_the_same_
     assert co.finished(spec) == {"command": spec.command[1:], "wall_s": 5.0}
     longer = co.run_spec("abc_grpo", 2, _args(tmp_path, steps=20))
     assert co.finished(longer) is None  # same place, different budget: run again
-    spec.record_path.write_text(json.dumps({"command": spec.command[1:] + ["--model.learning_rate=1"], "wall_s": 5.0}))
+    spec.record_path.write_text(json.dumps({"command": spec.command[1:] + ["--model.optimizer.learning_rate=1"], "wall_s": 5.0}))
     assert co.finished(spec) is None
 
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.builders import make_data
+from tests.builders import make_data, make_module
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
@@ -16,7 +16,7 @@ from lightning_grpo.sources import GSM8K, JsonlProblems
 
 
 def test_group_of_one_is_refused_for_an_estimator_that_compares_within_groups() -> None:
-    module = GRPOModule("unused")  # the default GroupNormalized needs >= 2 completions per group
+    module = make_module("unused")  # the default GroupNormalized needs >= 2 completions per group
     module.trainer = SimpleNamespace(datamodule=make_data(group_size=1))
     with pytest.raises(ValueError, match=r"group_size=1 .*GroupNormalized.*needs group_size >= 2"):
         module.setup("fit")
@@ -72,17 +72,17 @@ def test_empty_dataset_is_refused(tmp_path: Path) -> None:
 
 
 def test_kl_without_a_loadable_reference_names_the_path_and_beta(tiny_model_dir: Path, tmp_path: Path) -> None:
-    module = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.04), reference_model_name_or_path=str(tmp_path / "ref"))
+    module = make_module(str(tiny_model_dir), objective=GRPO(beta=0.04), reference_model_name_or_path=str(tmp_path / "ref"))
     with pytest.raises(FileNotFoundError, match=r"reference \(needed because the objective's beta = 0.04 > 0\).*ref'"):
         module.configure_model()
     # With beta = 0 no reference is loaded at all, so the same path is never touched.
-    module = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.0), reference_model_name_or_path=str(tmp_path / "ref"))
+    module = make_module(str(tiny_model_dir), objective=GRPO(beta=0.0), reference_model_name_or_path=str(tmp_path / "ref"))
     module.configure_model()
     assert module.reference is None
 
 
 def test_missing_policy_path_is_named(tmp_path: Path) -> None:
-    module = GRPOModule(str(tmp_path / "runs" / "policy"))
+    module = make_module(str(tmp_path / "runs" / "policy"))
     with pytest.raises(FileNotFoundError, match=r"policy: model path .*runs/policy' does not exist"):
         module.configure_model()
 

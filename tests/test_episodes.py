@@ -27,7 +27,7 @@ from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.rollout_engine import RolloutEngine
 from lightning_grpo.sampling import FastSampler, Sampling
 from lightning_grpo.sources import Arithmetic
-from tests.builders import make_data
+from tests.builders import make_data, make_module
 
 REGRESSION = Path(__file__).parent / "data" / "single_turn_regression.pt"
 
@@ -59,7 +59,7 @@ def _regression_run(model_dir: Path, dynamic: bool) -> list[dict[str, Any]]:
     record = Record()
     trainer = Trainer(accelerator="cpu", max_steps=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
                       enable_checkpointing=False, callbacks=[record], num_sanity_val_steps=0, limit_val_batches=0)
-    module = GRPOModule(str(model_dir), objective=GRPO(beta=0.04), learning_rate=1e-3)
+    module = make_module(str(model_dir), objective=GRPO(beta=0.04), learning_rate=1e-3)
     data = make_data(Arithmetic(), tokenizer=str(model_dir), prompts_per_step=4, seed=3, group_size=4, max_new_tokens=8,
                      rewards=[DigitShare()] if dynamic else [ExactInteger(), DigitShare()],
                      dynamic_sampling=DynamicSampling(2) if dynamic else None)

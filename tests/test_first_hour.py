@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from tests.builders import make_data
+from tests.builders import make_data, make_module
 from lightning_grpo.callbacks import RichStepProgressBar, TQDMStepProgressBar
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
@@ -123,7 +123,7 @@ def _fit(model_dir: Path, root: Path, max_steps: int, updates: int, callbacks: l
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         limit_val_batches=data_kwargs.pop("limit_val_batches", 0), val_check_interval=data_kwargs.pop("val_check_interval", None),
     )
-    module = GRPOModule(str(model_dir), objective=GRPO(beta=0.0), learning_rate=1e-3, updates_per_rollout=updates,
+    module = make_module(str(model_dir), objective=GRPO(beta=0.0), learning_rate=1e-3, updates_per_rollout=updates,
                         log_completions_every_n_steps=0)
     data = make_data(data_kwargs.pop("source", Arithmetic(num_train=12)), tokenizer=str(model_dir),
                              prompts_per_step=2, group_size=4, max_new_tokens=4, rewards=[DigitShare(), ExactInteger()],
@@ -194,7 +194,7 @@ def test_an_endless_stream_without_max_steps_is_a_clear_error(tiny_model_dir: Pa
 def test_validate_reports_and_logs_the_checkpoint_step(tiny_model_dir: Path, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, filename="{step}")
     _fit(tiny_model_dir, tmp_path, max_steps=2, updates=1, callbacks=[checkpoint])
-    module = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.0))
+    module = make_module(str(tiny_model_dir), objective=GRPO(beta=0.0))
     data = make_data(Arithmetic(num_validation=3), tokenizer=str(tiny_model_dir), max_new_tokens=2,
                              val_batch_size=3, val_num_samples=1, rewards=None)
     trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)

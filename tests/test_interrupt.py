@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from tests.builders import make_data
+from tests.builders import make_data, make_module
 from lightning_grpo.callbacks import InterruptCheckpoint
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
@@ -104,7 +104,7 @@ def _fit(model_dir: Path, root: Path, max_steps: int, callbacks: list[Callback],
         accelerator="cpu", max_steps=max_steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
         callbacks=[log, checkpoint, *callbacks], default_root_dir=root, num_sanity_val_steps=0, limit_val_batches=0,
     )
-    module = GRPOModule(str(model_dir), objective=GRPO(beta=0.04), learning_rate=1e-3, warmup_steps=2,
+    module = make_module(str(model_dir), objective=GRPO(beta=0.04), learning_rate=1e-3, warmup_steps=2,
                         lr_schedule="cosine", updates_per_rollout=updates, log_completions_every_n_steps=0)
     data = make_data(Arithmetic(num_train=12), tokenizer=str(model_dir), prompts_per_step=2, group_size=4,
                              max_new_tokens=4, seed=3, rewards=[reward or DigitShare()])

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM
 
-from tests.builders import make_data
+from tests.builders import make_data, make_module
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.export import ExportHuggingFace
 from lightning_grpo.logprobs import completion_logprobs
@@ -74,7 +74,7 @@ def _fit(model_dir: Path, root: Path, max_steps: int, ckpt_path: str | None = No
         callbacks=[snapshot, checkpoint, *(callbacks or [])], default_root_dir=root, num_sanity_val_steps=0,
         limit_val_batches=0,
     )
-    module = GRPOModule(str(model_dir), objective=GRPO(beta=0.04), learning_rate=5e-2, warmup_steps=1,
+    module = make_module(str(model_dir), objective=GRPO(beta=0.04), learning_rate=5e-2, warmup_steps=1,
                         lr_schedule="cosine", log_completions_every_n_steps=0, peft=lora(dropout))
     data = make_data(Arithmetic(num_train=12), tokenizer=str(model_dir), prompts_per_step=2, group_size=4,
                              max_new_tokens=4, seed=3, rewards=[DigitShare()])
@@ -167,7 +167,7 @@ def test_resume_after_a_lora_checkpoint_is_bitwise(tiny_model_dir: Path, tmp_pat
     at_three = {k[len("policy."):]: v for k, v in state["state_dict"].items()}
     assert any(not torch.equal(at_three[k], full_state[k]) for k in at_three)  # it kept learning after step 3
     # The adapter checkpoint cannot silently load into a run without the adapter (or vice versa).
-    plain = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.04))
+    plain = make_module(str(tiny_model_dir), objective=GRPO(beta=0.04))
     plain.configure_model()
     with pytest.raises(KeyError, match="model.peft"):
         plain.load_state_dict(state["state_dict"], strict=False)

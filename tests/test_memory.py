@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch import Trainer
 
 import lightning_grpo.logprobs as logprobs_module
-from tests.builders import make_data
+from tests.builders import make_data, make_module
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
@@ -43,7 +43,7 @@ def _fit_and_validate(model_dir: Path, watch: LargestTensor) -> Trainer:
                       enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                       limit_val_batches=1, val_check_interval=1)
     # logp_chunk_size=2: blocks of 2 positions x 8 rows, so that a block is far smaller than the logits
-    module = GRPOModule(str(model_dir), objective=GRPO(beta=0.04), logp_chunk_size=2, log_completions_every_n_steps=0)
+    module = make_module(str(model_dir), objective=GRPO(beta=0.04), logp_chunk_size=2, log_completions_every_n_steps=0)
     data = make_data(Arithmetic(num_train=16, num_validation=2), tokenizer=str(model_dir),
                              prompts_per_step=PROMPTS, group_size=GROUP, max_new_tokens=NEW_TOKENS,
                              val_batch_size=2, val_num_samples=2)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
 
-from tests.builders import make_data
+from tests.builders import make_data, make_module
 from lightning_grpo.advantages import AGPOAdvantage
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
@@ -30,7 +30,7 @@ class NaNOnCall(GRPO):
 
 
 def _fit(model_dir, objective, max_steps: int, **module_kwargs) -> tuple[GRPOModule, Trainer]:
-    module = GRPOModule(str(model_dir), objective=objective, learning_rate=1e-3, log_completions_every_n_steps=0, **module_kwargs)
+    module = make_module(str(model_dir), objective=objective, learning_rate=1e-3, log_completions_every_n_steps=0, **module_kwargs)
     data = make_data(Arithmetic(num_train=64), tokenizer=str(model_dir), prompts_per_step=2, group_size=4, max_new_tokens=4)
     trainer = Trainer(accelerator="cpu", max_steps=max_steps, logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False)
@@ -84,7 +84,7 @@ def test_minibatches_without_loss_tokens_make_no_optimizer_step(tiny_model_dir) 
     """AGPO 'drop' removes zero-variance groups; after one real step (AdamW then has momentum), three
     rollouts whose groups are all dropped must leave the weights exactly as they were."""
     probe = WeightsAfterFirstStep()
-    module = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.0), advantage=AGPOAdvantage(zero_variance="drop"),
+    module = make_module(str(tiny_model_dir), objective=GRPO(beta=0.0), advantage=AGPOAdvantage(zero_variance="drop"),
                         learning_rate=1e-2, updates_per_rollout=2, log_completions_every_n_steps=0)
     data = make_data(Arithmetic(num_train=8), tokenizer=str(tiny_model_dir), prompts_per_step=2, group_size=4,
                              max_new_tokens=4, rewards=[SignalOnce()])

@@ -146,7 +146,7 @@ def test_recipe_trains_two_steps_on_cpu_at_the_real_vocabulary_size(
     print(f"{recipe.name}: 2 steps + 1 validation in {seconds:.1f} s")
 
     trainer, policy, data = cli.trainer, cli.model.policy, cli.datamodule
-    assert trainer.global_step == 2 * written["model"]["updates_per_rollout"]
+    assert trainer.global_step == 2 * written["model"]["update"]["updates_per_rollout"]
     assert policy.get_output_embeddings().weight.shape[0] == QWEN2_VOCAB_SIZE
     assert data.group_size == written["data"]["rollout"]["group_size"]
     # the recipe's system prompt replaced the chat template's default system turn

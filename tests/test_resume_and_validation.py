@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from tests.builders import make_data
+from tests.builders import make_data, make_module
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
@@ -58,7 +58,7 @@ def _fit(model_dir: Path, root: Path, max_steps: int, ckpt_path: str | None = No
         accelerator="cpu", max_steps=max_steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
         callbacks=[log, checkpoint], default_root_dir=root, num_sanity_val_steps=0, limit_val_batches=0,
     )
-    module = GRPOModule(str(model_dir), objective=GRPO(beta=0.04), learning_rate=1e-3, warmup_steps=2,
+    module = make_module(str(model_dir), objective=GRPO(beta=0.04), learning_rate=1e-3, warmup_steps=2,
                         lr_schedule="cosine", log_completions_every_n_steps=0)
     data = make_data(Arithmetic(num_train=12), tokenizer=str(model_dir), prompts_per_step=2, group_size=4,
                              max_new_tokens=4, seed=3, rewards=[DigitShare()])
@@ -99,7 +99,7 @@ def test_prompt_batches_cover_each_epoch_once_and_do_not_depend_on_the_rank_coun
 
 
 def test_validate_reports_greedy_accuracy_pass_at_k_and_maj_at_k(tiny_model_dir: Path) -> None:
-    module = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.0))
+    module = make_module(str(tiny_model_dir), objective=GRPO(beta=0.0))
     data = make_data(Arithmetic(num_validation=7), tokenizer=str(tiny_model_dir), max_new_tokens=4,
                              val_batch_size=3, val_num_samples=4)
     trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
@@ -128,7 +128,7 @@ def test_validation_accuracy_counts_right_answers(tiny_model_dir: Path) -> None:
             return "x"
 
     for verdict in (True, False):
-        module = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.0))
+        module = make_module(str(tiny_model_dir), objective=GRPO(beta=0.0))
         data = make_data(Arithmetic(num_validation=5), tokenizer=str(tiny_model_dir), max_new_tokens=2,
                                  rewards=[Always(verdict)], val_batch_size=2, val_num_samples=2)
         trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)

@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
+from tests.builders import make_module
 from lightning_grpo.logprobs import completion_logprobs
 from lightning_grpo.models import load_causal_lm, load_tokenizer
 from lightning_grpo.module import GRPOModule, minibatch_backward
@@ -96,7 +97,7 @@ class StepProbe(Callback):
 def fit(model_dir: Path, rollout: Rollout, objective: GRPO, steps: int, callbacks: list | None = None,
         **module_kwargs) -> tuple[GRPOModule, Trainer]:
     module_kwargs = {"learning_rate": 1e-2, **module_kwargs}
-    module = GRPOModule(str(model_dir), objective=objective, log_completions_every_n_steps=0, **module_kwargs)
+    module = make_module(str(model_dir), objective=objective, log_completions_every_n_steps=0, **module_kwargs)
     trainer = Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, callbacks=callbacks,
                       enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(module, train_dataloaders=DataLoader([rollout], batch_size=None, collate_fn=lambda r: r))
@@ -215,18 +216,18 @@ def test_truncated_and_invalid_rows_carry_no_loss(tiny_model_dir):
 
 def test_objective_state_travels_in_the_checkpoint(tiny_model_dir):
     bonus = EntropyBonus(coef=0.01, adaptive=True, target=1.0)
-    module = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.0, entropy_bonus=bonus))
+    module = make_module(str(tiny_model_dir), objective=GRPO(beta=0.0, entropy_bonus=bonus))
     module.objective.on_optimizer_step(0.4)
     module.objective.on_optimizer_step(0.5)
     checkpoint: dict = {}
     module.on_save_checkpoint(checkpoint)
     assert checkpoint["objective_state"] == {"entropy_coef": pytest.approx(0.02), "last_entropy": 0.5}
-    resumed = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.0, entropy_bonus=bonus))
+    resumed = make_module(str(tiny_model_dir), objective=GRPO(beta=0.0, entropy_bonus=bonus))
     resumed.on_load_checkpoint(checkpoint)
     assert resumed.objective.state_dict() == module.objective.state_dict()
     assert resumed.objective.applied_entropy_coef() == pytest.approx(0.02)
     # a checkpoint from before the entropy bonus existed loads as a fresh start
-    fresh = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.0, entropy_bonus=bonus))
+    fresh = make_module(str(tiny_model_dir), objective=GRPO(beta=0.0, entropy_bonus=bonus))
     fresh.on_load_checkpoint({})
     assert fresh.objective.applied_entropy_coef() == 0.0
 

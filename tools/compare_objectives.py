@@ -28,7 +28,7 @@ mini-batches) gets ``trainer.max_steps`` scaled by that factor; its metrics are 
 
     python tools/compare_objectives.py --task countdown --steps 200 --jobs 2 --out runs/compare_countdown
     python tools/compare_objectives.py --task demo --objectives grpo abc_grpo --seeds 0 1 2 3 4
-    python tools/compare_objectives.py --task countdown --objectives grpo -- --model.learning_rate=3e-4
+    python tools/compare_objectives.py --task countdown --objectives grpo -- --model.optimizer.learning_rate=3e-4
 """
 
 from __future__ import annotations
@@ -151,11 +151,11 @@ def optimizer_steps_per_rollout(configs: list[Path], extra: list[str]) -> int:
     """``updates_per_rollout x epochs`` as the run will resolve it: the configs in order, then overrides."""
     values = {"updates_per_rollout": 1, "epochs": 1}
     for path in configs:
-        model = _load_yaml(path).get("model") or {}
-        values.update({k: int(model[k]) for k in values if k in model})
+        update = (_load_yaml(path).get("model") or {}).get("update") or {}
+        values.update({k: int(update[k]) for k in values if k in update})
     for arg in extra:
         for key in values:
-            if arg.startswith(f"--model.{key}="):
+            if arg.startswith(f"--model.update.{key}="):
                 values[key] = int(arg.split("=", 1)[1])
     return values["updates_per_rollout"] * values["epochs"]
 

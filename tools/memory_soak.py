@@ -27,6 +27,7 @@ from lightning_grpo.rollout_engine import RolloutEngine
 from lightning_grpo.sampling import Sampling
 from lightning_grpo.demo.tiny_model import save_tiny_model
 from lightning_grpo.module import GRPOModule
+from lightning_grpo.module_settings import Logging, Optimization
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.sources import Arithmetic
 
@@ -76,7 +77,8 @@ def main() -> None:
             logger=logger, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             callbacks=[probe],
         )
-        module = GRPOModule(model_dir, objective=GRPO(), learning_rate=3e-5, log_completions_every_n_steps=20)
+        module = GRPOModule(model_dir, objective=GRPO(), optimizer=Optimization(learning_rate=3e-5),
+                            logging=Logging(log_completions_every_n_steps=20))
         data = RolloutDataModule(
             Arithmetic(max_operand=99, num_operands=2, operations="+"), tokenizer=model_dir, prompts_per_step=4,
             rollout=RolloutEngine(group_size=8, sampling=Sampling(max_new_tokens=8, temperature=1.0)),

@@ -22,6 +22,7 @@ from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.dynamic_sampling import DynamicSampling
 from lightning_grpo.environments import Environment, EnvReply
 from lightning_grpo.module import GRPOModule
+from lightning_grpo.module_settings import Logging, Optimization
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.rewards import RewardFunction
 from lightning_grpo.rollout_engine import RolloutEngine
@@ -79,7 +80,8 @@ def main() -> None:
     trainer = Trainer(accelerator="cpu", devices=2, strategy=strategy, max_steps=3, max_epochs=-1, logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       num_sanity_val_steps=0, limit_val_batches=0, callbacks=[Recorder(out)])
-    module = GRPOModule(args.model, objective=GRPO(beta=0.0), learning_rate=1e-3, log_completions_every_n_steps=0)
+    module = GRPOModule(args.model, objective=GRPO(beta=0.0), optimizer=Optimization(learning_rate=1e-3),
+                        logging=Logging(log_completions_every_n_steps=0))
     engine = RolloutEngine(group_size=4, sampling=Sampling(max_new_tokens=4), environment=RankTurns(),
                            rewards=[DigitShare()], dynamic_sampling=DynamicSampling(max_extra_rounds=2), max_episode_tokens=16)
     data = RolloutDataModule(Arithmetic(num_train=64), tokenizer=args.model, prompts_per_step=4, rollout=engine)

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.rollout_engine import RolloutEngine
 from lightning_grpo.module import GRPOModule
+from lightning_grpo.module_settings import Logging, Optimization, UpdateLoop
 from lightning_grpo.objectives.grpo import GRPO
 from lightning_grpo.rollout import Rollout
 from lightning_grpo.sampling import completion_mask_from_ids
@@ -186,11 +187,11 @@ def main() -> None:
     model = GRPOModule(
         args.model,
         objective=GRPO(beta=0.04),  # β > 0: the reference model is loaded (and sharded) too
-        learning_rate=1e-3,
-        epochs=2,  # two optimizer steps per rollout: logp_old is computed and ρ ≠ 1 in the second
-        micro_batch_size=5,  # does not divide a rank's rows evenly on purpose
-        max_grad_norm=1.0,
-        log_completions_every_n_steps=0,
+        optimizer=Optimization(learning_rate=1e-3, max_grad_norm=1.0),
+        # two optimizer steps per rollout: logp_old is computed and ρ ≠ 1 in the second; micro-batches of 5
+        # do not divide a rank's rows evenly on purpose
+        update=UpdateLoop(epochs=2, micro_batch_size=5),
+        logging=Logging(log_completions_every_n_steps=0),
         peft=lora_config() if args.lora else None,
     )
     data = RolloutDataModule(

@@ -1,0 +1,89 @@
+"""GRPOModule's grouped settings: the optimiser, the update loop and logging (``model.optimizer``, ...).
+
+Each group is a frozen dataclass that checks its own values; in YAML each is a mapping under ``model``::
+
+    model:
+      optimizer: {learning_rate: 1.0e-6, warmup_steps: 10, lr_schedule: cosine}
+      update: {updates_per_rollout: 4, micro_batch_size: 8}
+      logging: {log_completions_every_n_steps: 20}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Optimization:
+    """AdamW and its schedule (``model.optimizer``).
+
+    Args:
+        learning_rate, weight_decay, adam_betas: AdamW.
+        warmup_steps: linear warm-up from 0, in optimizer steps.
+        lr_schedule: after warm-up, ``constant``, or ``cosine``/``linear`` decay to
+            ``min_lr_ratio × learning_rate`` at ``trainer.max_steps``.
+        min_lr_ratio: the decay's floor, as a share of ``learning_rate``.
+        max_grad_norm: clip the gradient norm to this (None: no clipping; the norm is logged).
+    """
+
+    learning_rate: float = 1e-6
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 0
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    min_lr_ratio: float = 0.0
+    max_grad_norm: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0:
+            raise ValueError(f"model.optimizer.learning_rate must be > 0, got {self.learning_rate}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"model.optimizer.warmup_steps must be >= 0, got {self.warmup_steps}")
+
+
+@dataclass(frozen=True)
+class UpdateLoop:
+    """How a rollout becomes optimizer steps (``model.update``).
+
+    Args:
+        updates_per_rollout: optimizer steps per rollout batch (its number of mini-batches).
+        epochs: passes over the rollout batch.
+        micro_batch_size: completions per forward/backward (None: a whole mini-batch); the update does
+            not depend on it.
+        mask_truncated: zero the loss mask of completions without EOS (DAPO overlong filtering).
+        logp_chunk_size: completion positions per float32 chunk of the log-prob/entropy pass.
+        on_nonfinite: when the gradient norm is NaN or infinite, ``skip`` the update (counted in
+            ``train/skipped_updates``) or ``raise``.
+    """
+
+    updates_per_rollout: int = 1
+    epochs: int = 1
+    micro_batch_size: int | None = None
+    mask_truncated: bool = False
+    logp_chunk_size: int = 64
+    on_nonfinite: Literal["skip", "raise"] = "skip"
+
+    def __post_init__(self) -> None:
+        for name, value in (("updates_per_rollout", self.updates_per_rollout), ("epochs", self.epochs)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be >= 1 or None, got {self.micro_batch_size}")
+
+    @property
+    def steps_per_rollout(self) -> int:
+        return self.updates_per_rollout * self.epochs
+
+
+@dataclass(frozen=True)
+class Logging:
+    """Example completions in the logs (``model.logging``).
+
+    Args:
+        log_completions_every_n_steps: rollouts between two text samples (0: never).
+        num_completions_to_log: completions per text sample.
+    """
+
+    log_completions_every_n_steps: int = 50
+    num_completions_to_log: int = 4

@@ -1,10 +1,9 @@
 """``lightning-grpo``: the LightningCLI entry point (fit | validate | test), and ``verify`` (the math verifier's
 verdict on one completion, with ``--explain``: see :mod:`lightning_grpo.rewards.explain`).
 
-The data module's tokenizer is linked to the policy's path, so a config names the model once. The
-demo's optional ``warm_start`` section builds and supervises its tiny model at ``warm_start.output_dir``
-before ``fit`` when the policy is loaded from that path and nothing is there yet; it never builds a
-stand-in anywhere else.
+The data module's tokenizer is linked to the policy's path, so a config names the model once. A config's
+``prepare:`` section names a :class:`~lightning_grpo.preparation.RunPreparation` that runs before ``fit`` /
+``validate`` (the demo's warm start builds its tiny model that way); the CLI imports nothing from the demo.
 
 Every run also gets what :mod:`lightning_grpo.callbacks` provides (unless the config already has one
 of a kind or turns it off): an interrupt checkpoint, a progress bar counting optimizer steps, a model
@@ -27,7 +26,7 @@ from lightning_grpo.callbacks import default_callbacks
 from lightning_grpo.checkpoint_io import AtomicCheckpointIO
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
-from lightning_grpo.demo.warm_start import WarmStart
+from lightning_grpo.preparation import RunPreparation
 from lightning_grpo.quiet import silence_handled_messages
 from lightning_grpo.renamed_options import check_renamed
 
@@ -36,11 +35,11 @@ class GRPOCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.link_arguments("model.model_name_or_path", "data.tokenizer")
         parser.add_argument(
-            "--warm_start",
-            type=WarmStart | None,
+            "--prepare",
+            type=RunPreparation | None,
             default=None,
-            help="The demo's warm start: build and supervise its tiny model at warm_start.output_dir first, if the "
-            "policy is that path and it is missing.",
+            help="Something to do before fit/validate, by class_path (a RunPreparation): e.g. the demo's warm start, "
+            "lightning_grpo.demo.warm_start.WarmStart, which builds its tiny model at its output_dir.",
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -57,15 +56,15 @@ class GRPOCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
-        self._warm_start()
+        self._prepare()
 
     def before_validate(self) -> None:
-        self._warm_start()
+        self._prepare()
 
-    def _warm_start(self) -> None:
-        warm_start = self.config_init[self.subcommand].get("warm_start")
-        if warm_start is not None:
-            warm_start.run(self.model.hparams.model_name_or_path, self.datamodule.source)
+    def _prepare(self) -> None:
+        preparation = self.config_init[self.subcommand].get("prepare")
+        if preparation is not None:
+            preparation.prepare(self.model.hparams.model_name_or_path, self.datamodule.source)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -32,7 +32,7 @@ from lightning_grpo.models import load_tokenizer
 from lightning_grpo.prompt_stream import PromptStream, batch_indices
 from lightning_grpo.rollout import PROMPT_FIELDS
 from lightning_grpo.rollout_engine import RolloutEngine
-from lightning_grpo.sources import Arithmetic, PromptSource
+from lightning_grpo.sources import PromptSource
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,8 @@ class RolloutDataModule(LightningDataModule):
     ) -> None:
         """
         Args:
-            source: where prompts and gold answers come from (default: synthetic arithmetic).
+            source: where prompts and gold answers come from (required: e.g. ``JsonlProblems``, ``GSM8K``,
+                ``MATH``; the demo's ``lightning_grpo.demo.arithmetic.Arithmetic``).
             tokenizer: tokenizer path or name; the CLI links it to ``model.model_name_or_path``.
             prompts_per_step: prompts per rollout batch over all ranks; each rank samples
                 ``prompts_per_step / world_size`` of them (P), so it must divide evenly.
@@ -108,11 +109,13 @@ class RolloutDataModule(LightningDataModule):
         super().__init__()
         if prompts_per_step < 1:
             raise ValueError(f"prompts_per_step must be >= 1, got {prompts_per_step}")
-        self.source = source if source is not None else Arithmetic()
+        self.source = source
         self.tokenizer_name = tokenizer
         self.prompts_per_step = prompts_per_step
         self.prompt = prompt
-        self.rollout = rollout if rollout is not None else RolloutEngine()
+        if rollout is None:
+            raise ValueError("no data.rollout: it needs at least its rewards (data.rollout.rewards: [MathReward])")
+        self.rollout = rollout
         self.validation = validation
         self.seed = seed
         self.batches_consumed = 0  # training prompt batches turned into rollouts (the stream's position)
@@ -152,6 +155,12 @@ class RolloutDataModule(LightningDataModule):
         return f"{fmt.system_prompt}\n\n{text}" if fmt.system_prompt else text
 
     def setup(self, stage: str) -> None:
+        if self.source is None:
+            raise ValueError(
+                "no data.source: name where prompts come from, e.g. lightning_grpo.sources.JsonlProblems "
+                "(train_path: problems.jsonl), lightning_grpo.sources.GSM8K, or the demo's "
+                "lightning_grpo.demo.arithmetic.Arithmetic"
+            )
         if not self.tokenizer_name:
             raise ValueError("no tokenizer given: set data.tokenizer (the CLI links model.model_name_or_path)")
         self.tokenizer = load_tokenizer(self.tokenizer_name)

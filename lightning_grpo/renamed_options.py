@@ -30,7 +30,10 @@ RENAMED: dict[str, str] = {
     **{f"model.{k}": f"model.update.{k}" for k in (
         "updates_per_rollout", "epochs", "micro_batch_size", "mask_truncated", "logp_chunk_size", "on_nonfinite")},
     **{f"model.{k}": f"model.logging.{k}" for k in ("log_completions_every_n_steps", "num_completions_to_log")},
+    "warm_start": "prepare (class_path: lightning_grpo.demo.warm_start.WarmStart, then its init_args)",
 }
+# Classes that moved: an old class_path in a config or on the command line names the new one.
+MOVED_CLASSES: dict[str, str] = {"lightning_grpo.sources.Arithmetic": "lightning_grpo.demo.arithmetic.Arithmetic"}
 
 
 class RenamedOptionError(SystemExit):
@@ -57,8 +60,9 @@ def check_renamed(args: list[str]) -> None:
         if not match:
             continue
         name = match.group(1)
-        if name in RENAMED:
-            found.append((name, "the command line"))
+        if name in RENAMED or name.split(".")[0] in RENAMED:
+            found.append((name if name in RENAMED else name.split(".")[0], "the command line"))
+        found += [(old, "the command line") for old in MOVED_CLASSES if old in arg]
         if name == "config":
             value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
             path = Path(value)
@@ -68,6 +72,7 @@ def check_renamed(args: list[str]) -> None:
                 except yaml.YAMLError:
                     continue  # jsonargparse reports a broken file itself
                 found += [(key, str(path)) for key in _config_keys(config) if key in RENAMED]
+                found += [(old, str(path)) for old in MOVED_CLASSES if old in path.read_text()]
     if found:
         old, where = found[0]
-        raise RenamedOptionError(f"error: {old} (in {where}) is now {RENAMED[old]}")
+        raise RenamedOptionError(f"error: {old} (in {where}) is now {RENAMED.get(old) or MOVED_CLASSES[old]}")

@@ -33,7 +33,6 @@ from lightning_grpo.evaluation import EvalBatch, eval_batch
 from lightning_grpo.metrics import stable_prompt_id
 from lightning_grpo.models import eos_token_ids
 from lightning_grpo.rewards.base import RewardComposer, RewardFunction
-from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.rollout import Rollout, build_rollout
 from lightning_grpo.sampling import FastSampler, Sampler, Sampling, SamplingParams, Samples
 from lightning_grpo.sharding import gathered_for_generation
@@ -60,8 +59,8 @@ class RolloutEngine:
                 its G samples, static-cache decode, finished rows dropped; ``HFSampler()``: HF ``generate``).
             environment: what happens after each model turn (default ``SingleTurn()``: nothing, one turn;
                 ``ToolEnvironment()``: tool calls run and their output returned, up to its ``max_turns``).
-            rewards: reward functions over the final transcript, summed with their weights (default: exact
-                integer match); an environment's own rewards are added as the ``environment`` component.
+            rewards: reward functions over the episode's final model turn, summed with their weights (required:
+                e.g. ``MathReward``, ``ExactInteger``); an environment's own rewards are the ``environment`` component.
             reward_on_error: a reward function that raises stops the run naming it ('raise') or scores 0
                 and is counted ('zero').
             dynamic_sampling: DAPO's dynamic sampling (``DynamicSampling(max_extra_rounds=4)``): drop groups
@@ -77,7 +76,12 @@ class RolloutEngine:
         self.environment = environment if environment is not None else SingleTurn()
         if self.environment.max_turns < 1:
             raise ValueError(f"environment.max_turns must be >= 1, got {self.environment.max_turns}")
-        self.composer = RewardComposer(rewards if rewards is not None else [ExactInteger()], reward_on_error)
+        if not rewards:
+            raise ValueError(
+                "no data.rollout.rewards: name at least one reward function, e.g. lightning_grpo.rewards.MathReward "
+                "(a sympy answer verifier) or lightning_grpo.rewards.ExactInteger, or a function of your own"
+            )
+        self.composer = RewardComposer(list(rewards), reward_on_error)
         self.dynamic_sampling = dynamic_sampling
         if max_episode_tokens is not None and max_episode_tokens < sampling.max_new_tokens:
             raise ValueError(

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from lightning_grpo.data import PromptFormat, RolloutDataModule, Validation
+from lightning_grpo.demo.arithmetic import Arithmetic
+from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.module_settings import Logging, Optimization, UpdateLoop
 from lightning_grpo.rollout_engine import RolloutEngine
@@ -28,6 +30,8 @@ def make_data(source: Any = None, **flat: Any) -> RolloutDataModule:
     unknown = set(flat) - _SAMPLING - _ENGINE - set(_PROMPT) - set(_VALIDATION) - _DATA
     if unknown:
         raise TypeError(f"make_data got unknown keywords {sorted(unknown)}")
+XX
+    source = source if source is not None else Arithmetic()
     sampling = Sampling(**{k: v for k, v in flat.items() if k in _SAMPLING})
     engine = RolloutEngine(sampling=sampling, **{k: v for k, v in flat.items() if k in _ENGINE})
     prompt = PromptFormat(**{_PROMPT[k]: v for k, v in flat.items() if k in _PROMPT})

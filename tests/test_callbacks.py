@@ -23,7 +23,7 @@ from lightning_grpo.export import ExportHuggingFace, full_state_dict, save_pretr
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.rewards.base import RewardFunction
-from lightning_grpo.sources import Arithmetic
+from lightning_grpo.demo.arithmetic import Arithmetic
 
 
 class DigitCount(RewardFunction):

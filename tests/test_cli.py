@@ -26,10 +26,10 @@ def test_demo_config_trains_three_steps_and_logs_entropy_and_reward(tmp_path: Pa
         "--trainer.max_steps=3",
         f"--trainer.logger.init_args.save_dir={tmp_path}",
         f"--model.model_name_or_path={tmp_path / 'warm'}",
-        f"--warm_start.output_dir={tmp_path / 'warm'}",
-        "--warm_start.steps=20",
-        "--warm_start.hidden_size=64",
-        "--warm_start.num_layers=2",
+        f"--prepare.output_dir={tmp_path / 'warm'}",
+        "--prepare.steps=20",
+        "--prepare.hidden_size=64",
+        "--prepare.num_layers=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "warm" / "config.json").exists()  # the warm start saved a loadable checkpoint

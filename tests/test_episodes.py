@@ -26,7 +26,7 @@ from lightning_grpo.rewards import RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.rollout_engine import RolloutEngine
 from lightning_grpo.sampling import FastSampler, Sampling
-from lightning_grpo.sources import Arithmetic
+from lightning_grpo.demo.arithmetic import Arithmetic
 from tests.builders import make_data, make_module
 
 REGRESSION = Path(__file__).parent / "data" / "single_turn_regression.pt"

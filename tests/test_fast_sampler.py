@@ -191,10 +191,11 @@ def test_hf_backend_ignores_distribution_changing_checkpoint_defaults(model_and_
 
 
 def test_the_default_sampler_is_the_fast_one_and_hf_is_chosen_by_class() -> None:
+    from lightning_grpo.rewards.exact import ExactInteger
     from lightning_grpo.rollout_engine import RolloutEngine
 
-    assert isinstance(RolloutEngine().sampler, FastSampler)  # the default
-    assert isinstance(RolloutEngine(sampler=HFSampler()).sampler, HFSampler)
+    assert isinstance(RolloutEngine(rewards=[ExactInteger()]).sampler, FastSampler)  # the default
+    assert isinstance(RolloutEngine(sampler=HFSampler(), rewards=[ExactInteger()]).sampler, HFSampler)
 
 
 def test_fast_sampler_falls_back_to_hf_generate_and_says_why(model_and_tokenizer, monkeypatch, caplog) -> None:

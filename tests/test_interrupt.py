@@ -26,7 +26,7 @@ from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.rewards import RewardFunction
-from lightning_grpo.sources import Arithmetic
+from lightning_grpo.demo.arithmetic import Arithmetic
 
 LOGGED = ("train/loss", "reward/total", "train/grad_norm", "train/entropy", "train/kl")
 RESUME_KEYS = ("state_dict", "optimizer_states", "lr_schedulers", "loops", "RolloutDataModule", "rng_states",

@@ -30,7 +30,7 @@ from lightning_grpo.objectives import GRPO
 from lightning_grpo.peft_support import apply_adapter, merged_state_dict
 from lightning_grpo.rewards import RewardFunction
 from lightning_grpo.rollout import Rollout
-from lightning_grpo.sources import Arithmetic
+from lightning_grpo.demo.arithmetic import Arithmetic
 
 LOGGED = ("train/loss", "reward/total", "train/grad_norm", "train/entropy", "train/kl")
 

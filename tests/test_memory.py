@@ -20,7 +20,7 @@ from tests.builders import make_data, make_module
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
-from lightning_grpo.sources import Arithmetic
+from lightning_grpo.demo.arithmetic import Arithmetic
 from tests.test_logprobs import REAL_VOCAB, LargestTensor
 
 PROMPTS, GROUP, NEW_TOKENS = 2, 4, 24

@@ -12,7 +12,7 @@ from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO, ObjectiveInputs
 from lightning_grpo.rewards import RewardFunction
-from lightning_grpo.sources import Arithmetic
+from lightning_grpo.demo.arithmetic import Arithmetic
 
 
 class NaNOnCall(GRPO):

@@ -15,7 +15,8 @@ from typing import Any
 import datasets
 import pytest
 
-from lightning_grpo.sources import GSM8K, MATH, Arithmetic, JsonlProblems, is_local_reference, last_boxed, read_table
+from lightning_grpo.demo.arithmetic import Arithmetic
+from lightning_grpo.sources import GSM8K, MATH, JsonlProblems, is_local_reference, last_boxed, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"

@@ -6,7 +6,7 @@ import pytest
 
 import lightning_grpo.demo.warm_start as warm_start
 from lightning_grpo.demo.tiny_model import build_char_tokenizer, build_tiny_qwen3
-from lightning_grpo.sources import Arithmetic
+from lightning_grpo.demo.arithmetic import Arithmetic
 
 
 @pytest.mark.parametrize(("measured", "expected_steps"), [(0.5, 10), (0.3, 30)])

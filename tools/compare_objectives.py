@@ -244,7 +244,7 @@ def start_spec(args: argparse.Namespace) -> RunSpec:
         "--trainer.enable_progress_bar=false",
         "--seed_everything=0",
         "--data.seed=0",
-        *[a for a in args.extra if a.startswith(("--warm_start", "--model.model_name_or_path", "--data.source",
+        *[a for a in args.extra if a.startswith(("--prepare", "--model.model_name_or_path", "--data.source",
                                                   "--data.rollout.environment", "--data.rollout.max_episode_tokens"))],
     ]
     return RunSpec("warm_start", 0, command, log_dir)

@@ -92,7 +92,7 @@ def main() -> None:
     from lightning_grpo.rollout_engine import RolloutEngine
     from lightning_grpo.sampling import FastSampler, HFSampler, Sampling
     from lightning_grpo.module import GRPOModule
-    from lightning_grpo.sources import Arithmetic
+    from lightning_grpo.demo.arithmetic import Arithmetic
 
     torch.set_num_threads(args.threads)
     seed_everything(0, verbose=False)

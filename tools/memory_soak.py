@@ -29,7 +29,7 @@ from lightning_grpo.demo.tiny_model import save_tiny_model
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.module_settings import Logging, Optimization
 from lightning_grpo.objectives import GRPO
-from lightning_grpo.sources import Arithmetic
+from lightning_grpo.demo.arithmetic import Arithmetic
 
 
 def proc_status_kib(field: str) -> int:

@@ -1,6 +1,6 @@
 """The tool demo's task: products the tiny model cannot work out in its head, but can with a calculator.
 
-:class:`ToolArithmetic` is :class:`~lightning_grpo.sources.Arithmetic` (same questions, same splits) whose
+:class:`ToolArithmetic` is :class:`~lightning_grpo.demo.arithmetic.Arithmetic` (same questions, same splits) whose
 training rows carry a worked *solution* for the warm start: for a share ``tool_share`` of the questions it
 is a calculator call in the tool environment's fenced format followed by the tool's output and the answer,
 for the others the bare answer (what a model that answers in its head writes)::
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 
-from lightning_grpo.sources import Arithmetic
+from lightning_grpo.demo.arithmetic import Arithmetic
 
 
 def tool_solution(question: str, answer: str) -> str:

@@ -34,13 +34,14 @@ from torch.utils.data import DataLoader, IterableDataset
 from transformers import PreTrainedTokenizerBase
 
 from lightning_grpo.callbacks import step_progress_bar
+from lightning_grpo.preparation import RunPreparation
 from lightning_grpo.demo.tiny_model import build_char_tokenizer, build_tiny_qwen3
 from lightning_grpo.rewards.base import RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.sources import PromptSource
 
 
-class WarmStart:
+class WarmStart(RunPreparation):
     def __init__(
         self,
         output_dir: str = "runs/demo/warm_start",
@@ -112,7 +113,7 @@ class WarmStart:
         self.steps_done = 0
         self.accuracy: dict[str, float] = {}
 
-    def run(self, model_name_or_path: str, source: PromptSource) -> None:
+    def prepare(self, model_name_or_path: str, source: PromptSource | None) -> None:
         """Build, train and save the demo model at ``output_dir`` if the run's policy is that path and it is empty.
 
         Never builds anywhere else: a policy path other than ``output_dir`` (a hub id, the user's own

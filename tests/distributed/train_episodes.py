@@ -27,7 +27,7 @@ from lightning_grpo.objectives import GRPO
 from lightning_grpo.rewards import RewardFunction
 from lightning_grpo.rollout_engine import RolloutEngine
 from lightning_grpo.sampling import Sampling
-from lightning_grpo.sources import Arithmetic
+from lightning_grpo.demo.arithmetic import Arithmetic
 
 
 class RankTurns(Environment):

@@ -24,13 +24,14 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_grpo.data import RolloutDataModule
+from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.rollout_engine import RolloutEngine
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.module_settings import Logging, Optimization, UpdateLoop
 from lightning_grpo.objectives.grpo import GRPO
 from lightning_grpo.rollout import Rollout
 from lightning_grpo.sampling import completion_mask_from_ids
-from lightning_grpo.sources import Arithmetic
+from lightning_grpo.demo.arithmetic import Arithmetic
 
 PROMPTS_PER_STEP = 4  # global groups per rollout
 GROUP_SIZE = 4
@@ -59,7 +60,7 @@ class FixedRollouts(RolloutEngine):
     """The rollout engine replaced: rollout k is a slice of :func:`global_rollout` (k), whatever was sampled."""
 
     def __init__(self, world_size: int) -> None:
-        super().__init__(group_size=GROUP_SIZE)
+        super().__init__(group_size=GROUP_SIZE, rewards=[ExactInteger()])  # rewards unused: collect is replaced
         self.world_size = world_size
 
     def collect(self, policy: Any, batch: dict[str, Any], more_prompts: Any) -> Rollout:

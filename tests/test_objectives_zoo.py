@@ -447,7 +447,7 @@ def test_gtpo_hand_values():
     # conflicts: 3 + 3 + 2 + 2 + 0 = 10 of 18 loss tokens
     assert metrics["conflict_token_frac"].item() == pytest.approx(10 / 18)
     # "sum" aggregation (the reference code): no division by n
-    loss_sum, _, _ = loss_and_grad(GTPO(aggregation="sum"), inputs, logp)
+    loss_sum, _, _ = loss_and_grad(GTPO(completion_reduction="sum"), inputs, logp)
     assert loss_sum.item() == pytest.approx(per_seq)
 
 
@@ -544,7 +544,7 @@ ALL = [
     pytest.param(lambda: GMPO(beta=0.01), id="GMPO"),
     pytest.param(lambda: RGRA(), id="RGRA"),
     pytest.param(lambda: GTPO(), id="GTPO"),
-    pytest.param(lambda: GTPO(aggregation="sum"), id="GTPO-sum"),
+    pytest.param(lambda: GTPO(completion_reduction="sum"), id="GTPO-sum"),
 ]
 
 
@@ -600,7 +600,7 @@ def test_micro_batch_additivity(factory):
         (lambda: RGRA(beta=-0.005), "-0.005"),
         (lambda: GTPO(w_pos=-2.0), "-2.0"),
         (lambda: GTPO(entropy_threshold=-0.7), "-0.7"),
-        (lambda: GTPO(aggregation="max"), "'max'"),
+        (lambda: GTPO(completion_reduction="max"), "'max'"),
     ],
 )
 def test_rejects_bad_hyperparameters(factory, match):
@@ -696,8 +696,8 @@ def test_loss_scale_factor_replaces_max_length_in_every_term(factory):
         # w_pos / w_neg on conflict tokens, each completion's weights ÷ max(1, #conflicts) unless conflict_norm off
         (dict(w_pos=3.0, w_neg=0.5), None),
         (dict(w_pos=3.0, w_neg=0.5, conflict_norm=False), None),
-        (dict(w_pos=1.0, w_neg=1.0, aggregation="sum"), None),
-        (dict(entropy_threshold=0.4, entropy_coef=0.5, aggregation="sum"), None),
+        (dict(w_pos=1.0, w_neg=1.0, completion_reduction="sum"), None),
+        (dict(entropy_threshold=0.4, entropy_coef=0.5, completion_reduction="sum"), None),
         # c0's mean entropy is exactly τ = 0.5: filtered only above τ (H̄ > τ), so c0 is kept
         (dict(entropy_threshold=0.5, entropy_coef=0.2), None),
     ],
@@ -724,7 +724,7 @@ def test_gtpo_options_gradient(options, conflict_weights):
     inputs = ObjectiveInputs(logp=logp, old_logp=logp.detach(), advantages=adv, mask=mask, normalizers=norm,
                              entropy=entropy, completion_ids=ids, group_ids=groups, token_weights=weights)
     loss, grad, metrics = loss_and_grad(objective, inputs, logp)
-    n = 1.0 if objective.aggregation == "sum" else 5.0
+    n = 1.0 if objective.completion_reduction == "sum" else 5.0
     lengths = mask.sum(1, keepdim=True)
     torch.testing.assert_close(grad, -shaped.unsqueeze(1) * weights / lengths / n)
     assert loss.item() == pytest.approx((-shaped * (weights.sum(1) / lengths.squeeze(1))).sum().item() / n)

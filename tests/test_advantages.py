@@ -152,9 +152,12 @@ def test_agpo_uses_correctness_for_zero_variance():
     torch.testing.assert_close(out.values, torch.stack([torch.ones(3), -torch.ones(3), mixed]))
 
 
-def test_agpo_pm_one_on_mixed_group_equals_zscore():
-    # Oracle: on mixed groups AGPO is exactly GRPO's z-score.
-    rewards = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.3, 0.9, 0.1, 0.2]])
+@pytest.mark.parametrize(
+    "rewards", [[[1.0, 0.0, 1.0, 0.0], [0.3, 0.9, 0.1, 0.2]], [[1.0, 0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 1.0]]]
+)
+def test_agpo_pm_one_on_mixed_group_equals_zscore(rewards):
+    # Oracle (docs/algorithms.md): on mixed groups AGPO is exactly GRPO's z-score.
+    rewards = torch.tensor(rewards)
     torch.testing.assert_close(AGPOAdvantage()(rewards).values, GroupNormalized()(rewards).values)
 
 

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # its own start-up, and TRL/verl imports are the slow part).
 OBJECTIVE_TESTS = [
     ["tests/test_objective_grpo.py", "tests/test_objectives_zoo.py", "tests/test_entropy_bonus.py",
-     "tests/test_gtpo_conflicts.py"],
+     "tests/test_objective_gtpo.py"],
     ["tests/reference/test_parity.py"],
 ]
 ADVANTAGE_TESTS = [["tests/test_advantages.py", "tests/test_objectives_zoo.py"], ["tests/reference/test_parity.py"],

@@ -172,3 +172,34 @@ def test_agpo_pm_one_on_mixed_group_equals_zscore(rewards):
 def test_agpo_rejects_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         AGPOAdvantage(**kwargs)
+
+
+# ---- found by the rule-based mutation check (tools/mutation_check.py lightning_grpo/advantages.py)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [GroupNormalized(), MeanCentered(), AGPOAdvantage(), AGPOAdvantage(zero_variance="drop")],
+    ids=["GroupNormalized", "MeanCentered", "AGPO", "AGPO-drop"],
+)
+def test_keep_is_a_boolean_mask(estimator):
+    out = estimator(AGPO_REWARDS)
+    assert out.keep.dtype == torch.bool and out.keep.shape == AGPO_REWARDS.shape
+
+
+def test_agpo_boundaries_atol_and_eps_zero_are_exact():
+    # atol = 0 and eps = 0 are allowed: a group exactly at r_min / r_max is flat and gets ∓1; a mixed
+    # group is z-scored by its std alone ([1, 0] → centred ±0.5, std 1/√2 → ±1/√2).
+    out = AGPOAdvantage(atol=0.0, eps=0.0)(torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 0.0]]))
+    s = 0.5 * math.sqrt(2)
+    torch.testing.assert_close(out.values, torch.tensor([[-1.0, -1.0], [1.0, 1.0], [s, -s]]))
+    with pytest.raises(ValueError, match="r_max=1.0, r_min=1.0"):
+        AGPOAdvantage(r_max=1.0, r_min=1.0)
+    with pytest.raises(ValueError, match="-0.1"):
+        AGPOAdvantage(eps=-0.1)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4), (6,), (3, 1)])
+def test_agpo_rewards_of_the_wrong_shape_are_refused_naming_it(shape):
+    with pytest.raises(ValueError, match=str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")):
+        AGPOAdvantage()(torch.zeros(shape))

@@ -96,3 +96,37 @@ def test_first_round_metrics_ignore_what_the_extra_rounds_found() -> None:
     assert out.stats["sampling/informative_frac_first_round"] == 0.0
     assert out.stats["sampling/kept_group_frac"] == 1.0
     assert out.stats["sampling/extra_rounds"] == 2.0
+
+
+# ---- found by the rule-based mutation check (tools/mutation_check.py lightning_grpo/dynamic_sampling.py)
+
+
+def test_an_extra_round_with_more_informative_groups_than_needed_is_cut_to_the_batch() -> None:
+    first = scored_rollout([[1, 1], [1, 0], [0, 0]], [[0.0] * 2] * 3, tag="a")  # one informative group of 3
+    second = scored_rollout([[0, 1], [1, 0], [0, 1]], [[0.0] * 2] * 3, tag="b")  # three more: one too many
+    out = fill(first, [second])
+    assert out.prompts == ["a1", "b0", "b1"]
+    assert out.input_ids.shape[0] == 6 and out.valid.tolist() == [True] * 6
+    assert out.stats["sampling/kept_group_frac"] == 1.0
+
+
+def test_when_rounds_run_out_the_first_rounds_unpicked_groups_fill_the_batch_without_loss() -> None:
+    first = scored_rollout([[1, 1], [1, 0], [0, 0]], [[0.0] * 2] * 3, tag="a")
+    second = scored_rollout([[0, 0], [1, 1], [0, 0]], [[0.0] * 2] * 3, tag="b")  # nothing informative
+    out = fill(first, [second], max_extra_rounds=1)
+    # the kept group first, then the first round's groups not already kept (a0, then a2), as fillers
+    assert out.prompts == ["a1", "a0", "a2"]
+    assert out.valid.tolist() == [True, True, False, False, False, False]
+    assert out.stats["sampling/kept_group_frac"] == pytest.approx(1 / 3)
+
+
+def test_zero_extra_rounds_is_allowed_and_default_is_four() -> None:
+    first = scored_rollout([[1, 1], [1, 0]], [[0.0] * 2] * 2, tag="a")
+    out = fill(first, [], max_extra_rounds=0)  # sample_more is never called (the queue is empty)
+    assert out.prompts == ["a1", "a0"] and out.stats["sampling/extra_rounds"] == 0.0
+    decided = [scored_rollout([[1, 1], [0, 0]], [[0.0] * 2] * 2, tag=f"r{i}") for i in range(6)]
+    calls = []
+    DynamicSampling().fill(first, lambda: calls.append(1) or decided.pop(0), lambda short: short, PAD)
+    assert len(calls) == 4
+    with pytest.raises(ValueError, match="-1"):
+        DynamicSampling(-1)

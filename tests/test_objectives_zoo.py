@@ -557,3 +557,15 @@ def test_fraction_helpers_count_loss_tokens_and_nonempty_sequences():
     # the empty row 1 never counts, whatever its condition
     assert sequence_fraction(torch.tensor([True, True, False]), mask, norm).item() == pytest.approx(1 / 4)
     assert sequence_fraction(torch.tensor([False, True, True]), mask, norm).item() == pytest.approx(1 / 4)
+
+
+def test_loss_scale_factor_below_one_is_a_constant_like_any_other():
+    # K = 0.5: constant_norm is Σ M·L / (n · K); K must be > 0, and 0 is refused by name.
+    logp, log_ratio, ref, adv, mask, norm = random_batch(seed=3)
+    half, _ = build(logp, log_ratio, ref, adv, mask, norm)
+    loss_half, _ = GRPO(beta=0.0, aggregation="constant_norm", loss_scale_factor=0.5)(half)
+    one, _ = build(logp, log_ratio, ref, adv, mask, norm)
+    loss_one, _ = GRPO(beta=0.0, aggregation="constant_norm", loss_scale_factor=1.0)(one)
+    torch.testing.assert_close(loss_half, 2 * loss_one)
+    with pytest.raises(ValueError, match="loss_scale_factor must be > 0.*got 0"):
+        GRPO(loss_scale_factor=0)

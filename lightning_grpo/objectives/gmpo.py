@@ -15,8 +15,9 @@ The gradient w.r.t. logp_t is −exp(mean ℓ̃) Â_i / |o_i| for unclipped toke
 Defaults: ε_low = ε_high = 0.4 (ratios in (e^{−0.4}, e^{0.4}), the paper's wider range), β = 0,
 the group z-score advantage, mean over completions. ``beta`` > 0 adds the per-token KL, averaged
 over each completion's tokens and then over completions (``seq_mean_token_mean``; with
-``kl_ratio_weighted`` weighted by the token ratio ρ_t with its gradient). Empty completions are not
-counted in n.
+``kl_ratio_weighted`` weighted by the token ratio ρ_t with its gradient). The shared ``aggregation``
+(and ``loss_scale_factor``) apply to the KL and entropy terms only: the policy term is always the
+per-sequence geometric mean above. Empty completions are not counted in n.
 
 Reproduces exactly (tests/reference): verl 0.9.1 ``loss_mode="geo_mean"`` (the authors' code; it
 ignores ``loss_agg_mode`` and averages over all rows, so n counts empty rows there) with

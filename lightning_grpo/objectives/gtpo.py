@@ -38,13 +38,14 @@ Where we differ from the reference code (github winstonsmith1897/GTPO, ``build_c
   and the code alike (conflict sets use the advantage before the entropy shaping).
 
 Defaults: w_pos = 2.0, w_neg = 0.0, τ = 0.7, λ = 0.1 (the authors' Qwen examples use τ = 1.02),
-conflict_norm on, ``mean``. Metrics: ``conflict_token_frac`` (conflict tokens / loss tokens of the
+conflict_norm on, ``completion_reduction="mean"``. Metrics: ``conflict_token_frac`` (conflict tokens / loss tokens of the
 rollout batch, reported as this micro-batch's token share of it), ``filtered_frac`` (completions
 removed by the entropy filter), ``mean_entropy`` (mean over completions of H̄_i).
 
 No TRL or verl configuration reproduces it. The base class's entropy bonus (``entropy_bonus``, a
 separate thing from the entropy *filter* above) applies, averaged like the loss
-(``seq_mean_token_mean`` unless the bonus names an aggregation); GTPO has no KL term.
+(``seq_mean_token_mean`` unless the bonus names an aggregation); GTPO has no KL term, so of the
+shared options of :class:`~lightning_grpo.objectives.base.Objective` it takes ``entropy_bonus`` only.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lightning_grpo.advantages import AdvantageContext, AGPOAdvantage, GroupNormalized, MeanCentered
+from lightning_grpo.advantages import AdvantageContext, Advantages, AGPOAdvantage, GroupNormalized, MeanCentered
 
 EPS = 1e-4
 
@@ -185,6 +185,16 @@ def test_agpo_rejects_bad_hyperparameters(kwargs, match):
 def test_keep_is_a_boolean_mask(estimator):
     out = estimator(AGPO_REWARDS)
     assert out.keep.dtype == torch.bool and out.keep.shape == AGPO_REWARDS.shape
+
+
+def test_singleton_groups_keep_every_completion_as_a_boolean_mask():
+    out = GroupNormalized(allow_singleton_groups=True)(torch.tensor([[1.0], [0.0], [0.5]]))
+    assert out.keep.dtype == torch.bool and out.keep.tolist() == [[True], [True], [True]]
+    assert out.metrics["zero_variance_frac"].item() == 0.0
+
+
+def test_advantages_without_metrics_have_none():
+    assert Advantages(values=torch.zeros(1, 2), keep=torch.ones(1, 2, dtype=torch.bool)).metrics == {}
 
 
 def test_agpo_boundaries_atol_and_eps_zero_are_exact():

@@ -48,9 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TESTS: dict[str, list[str]] = {
     "lightning_grpo/advantages.py": ["tests/test_advantages.py"],
     "lightning_grpo/objectives/base.py": ["tests/test_objectives_zoo.py", "tests/test_entropy_bonus.py",
-                                          "tests/test_objective_grpo.py"],
-    "lightning_grpo/objectives/grpo.py": ["tests/test_objective_grpo.py", "tests/test_objectives_zoo.py"],
-    "lightning_grpo/objectives/gtpo.py": ["tests/test_objective_gtpo.py"],
+                                          "tests/test_objective_grpo.py", "tests/test_objective_options.py"],
+    "lightning_grpo/objectives/grpo.py": ["tests/test_objective_grpo.py", "tests/test_objectives_zoo.py",
+                                          "tests/test_objective_options.py"],
+    "lightning_grpo/objectives/gtpo.py": ["tests/test_objective_gtpo.py", "tests/test_objective_options.py"],
     "lightning_grpo/dynamic_sampling.py": ["tests/test_dynamic_sampling.py", "tests/test_dynamic_sampling_mutants.py"],
     "lightning_grpo/sampling/distribution.py": ["tests/test_sampling_distribution.py", "tests/test_fast_sampler.py"],
     "lightning_grpo/checkpoint_io.py": ["tests/test_checkpoint_io.py", "tests/test_checkpoint_crc.py"],

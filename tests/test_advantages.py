@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lightning_grpo.advantages import AdvantageContext, AGPOAdvantage, GroupNormalized, MeanCentered
+from lightning_grpo.advantages import AdvantageContext, Advantages, AGPOAdvantage, GroupNormalized, MeanCentered
 
 EPS = 1e-4
 
@@ -152,9 +152,12 @@ def test_agpo_uses_correctness_for_zero_variance():
     torch.testing.assert_close(out.values, torch.stack([torch.ones(3), -torch.ones(3), mixed]))
 
 
-def test_agpo_pm_one_on_mixed_group_equals_zscore():
-    # Oracle: on mixed groups AGPO is exactly GRPO's z-score.
-    rewards = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.3, 0.9, 0.1, 0.2]])
+@pytest.mark.parametrize(
+    "rewards", [[[1.0, 0.0, 1.0, 0.0], [0.3, 0.9, 0.1, 0.2]], [[1.0, 0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 1.0]]]
+)
+def test_agpo_pm_one_on_mixed_group_equals_zscore(rewards):
+    # Oracle (docs/algorithms.md): on mixed groups AGPO is exactly GRPO's z-score.
+    rewards = torch.tensor(rewards)
     torch.testing.assert_close(AGPOAdvantage()(rewards).values, GroupNormalized()(rewards).values)
 
 
@@ -169,3 +172,44 @@ def test_agpo_pm_one_on_mixed_group_equals_zscore():
 def test_agpo_rejects_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         AGPOAdvantage(**kwargs)
+
+
+# ---- found by the rule-based mutation check (tools/mutation_check.py lightning_grpo/advantages.py)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [GroupNormalized(), MeanCentered(), AGPOAdvantage(), AGPOAdvantage(zero_variance="drop")],
+    ids=["GroupNormalized", "MeanCentered", "AGPO", "AGPO-drop"],
+)
+def test_keep_is_a_boolean_mask(estimator):
+    out = estimator(AGPO_REWARDS)
+    assert out.keep.dtype == torch.bool and out.keep.shape == AGPO_REWARDS.shape
+
+
+def test_singleton_groups_keep_every_completion_as_a_boolean_mask():
+    out = GroupNormalized(allow_singleton_groups=True)(torch.tensor([[1.0], [0.0], [0.5]]))
+    assert out.keep.dtype == torch.bool and out.keep.tolist() == [[True], [True], [True]]
+    assert out.metrics["zero_variance_frac"].item() == 0.0
+
+
+def test_advantages_without_metrics_have_none():
+    assert Advantages(values=torch.zeros(1, 2), keep=torch.ones(1, 2, dtype=torch.bool)).metrics == {}
+
+
+def test_agpo_boundaries_atol_and_eps_zero_are_exact():
+    # atol = 0 and eps = 0 are allowed: a group exactly at r_min / r_max is flat and gets ∓1; a mixed
+    # group is z-scored by its std alone ([1, 0] → centred ±0.5, std 1/√2 → ±1/√2).
+    out = AGPOAdvantage(atol=0.0, eps=0.0)(torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 0.0]]))
+    s = 0.5 * math.sqrt(2)
+    torch.testing.assert_close(out.values, torch.tensor([[-1.0, -1.0], [1.0, 1.0], [s, -s]]))
+    with pytest.raises(ValueError, match="r_max=1.0, r_min=1.0"):
+        AGPOAdvantage(r_max=1.0, r_min=1.0)
+    with pytest.raises(ValueError, match="-0.1"):
+        AGPOAdvantage(eps=-0.1)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4), (6,), (3, 1)])
+def test_agpo_rewards_of_the_wrong_shape_are_refused_naming_it(shape):
+    with pytest.raises(ValueError, match=str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")):
+        AGPOAdvantage()(torch.zeros(shape))

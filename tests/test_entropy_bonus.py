@@ -3,6 +3,7 @@ coefficient's controller, and its state."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -168,6 +169,19 @@ def test_bonus_needs_the_entropy_and_validates():
         GRPO(entropy_bonus=0.1)
     # a zero static coefficient is no bonus at all (TRL: enabled iff coef != 0 or adaptive)
     assert not GRPO(entropy_bonus=EntropyBonus(coef=0.0)).differentiable_entropy
+    assert GRPO().applied_entropy_coef() == 0.0  # no bonus: coefficient 0
+
+
+def test_adaptive_bonus_bounds_at_their_edges():
+    # coef_delta must be > 0 (0 is refused by name); coef_min = coef_max pins the coefficient;
+    # target 0 nats is allowed (the bonus applies only once a step's entropy is exactly 0).
+    with pytest.raises(ValueError, match="coef_delta must be > 0.*got 0"):
+        EntropyBonus(adaptive=True, coef_delta=0.0)
+    pinned = GRPO(entropy_bonus=EntropyBonus(coef=0.3, adaptive=True, coef_min=0.3, coef_max=0.3, target=0.0))
+    pinned.on_optimizer_step(0.5)  # above target: c would fall, but not below coef_min; gated off
+    assert pinned.applied_entropy_coef() == 0.0
+    pinned.on_optimizer_step(0.0)  # at target: c would rise, but not above coef_max; applied
+    assert pinned.applied_entropy_coef() == 0.3
 
 
 # --------------------------------------------------------------------------- the log-prob pass
@@ -230,3 +244,15 @@ def test_entropy_gradient_through_the_model(tiny_model_dir):
     (expected,) = torch.autograd.grad(-(log_probs.exp() * log_probs).sum(), weight)
     torch.testing.assert_close(grad, expected, atol=1e-5, rtol=1e-4)
     assert expected.abs().max() > 0
+
+
+def test_defaults_are_trls():
+    # "Defaults follow TRL 1.16" (EntropyBonus's docstring), read from TRL's own config, not restated.
+    trl = pytest.importorskip("trl")
+    config = {f.name: f.default for f in dataclasses.fields(trl.GRPOConfig)}
+    bonus = EntropyBonus()
+    assert bonus.coef == config["entropy_coef"]
+    assert bonus.adaptive == config["use_adaptive_entropy"]
+    assert bonus.target == config["entropy_target"]
+    assert bonus.coef_delta == config["entropy_coef_delta"]
+    assert (bonus.coef_min, bonus.coef_max) == (config["entropy_coef_min"], config["entropy_coef_max"])

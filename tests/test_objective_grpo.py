@@ -260,3 +260,53 @@ def test_grpo_micro_batch_additivity(aggregation):
     torch.testing.assert_close(split_grad, full_grad)
     for key, value in full_metrics.items():
         torch.testing.assert_close(m1[key] + m2[key], value)
+
+
+# ---- found by the rule-based mutation check (tools/mutation_check.py lightning_grpo/objectives/grpo.py)
+
+
+def test_grpo_defaults_are_the_papers():
+    objective = GRPO()
+    assert (objective.epsilon_low, objective.epsilon_high, objective.beta) == (0.2, 0.2, 0.04)
+    assert objective.aggregation == "seq_mean_token_mean" and objective.dual_clip is None
+    assert objective.needs_reference
+
+
+def test_clip_fractions_are_strict_at_the_bounds():
+    # ρ exactly 1 − ε_low = 0.8 (Â < 0) and exactly 1 + ε_high = 1.2 (Â > 0) are not clipped (TRL's < and >);
+    # ρ = 0.5 with Â < 0 and ρ = 2 with Â > 0 are. logp = 0 keeps ρ = exp(log ρ) exact in float64.
+    norm = Normalizers(num_sequences=2, num_tokens=4, max_length=2)
+    inputs, _ = make_inputs([[1.2, 2.0], [0.8, 0.5]], [[0.0, 0.0], [0.0, 0.0]], [1.0, -1.0], [[1.0] * 2] * 2, norm)
+    _, metrics = GRPO(beta=0.0)(inputs)
+    assert metrics["clip_frac_high"].item() == 0.25 and metrics["clip_frac_low"].item() == 0.25
+
+
+def test_dual_clip_acts_on_negative_advantages_only_and_strictly_above_c():
+    # c = 2, ε = 0.2, Â = [−0.5, 0.5, 0] on rows of ρ = [2, 4]:
+    # Â = −0.5: ρ = 2 → L = 0.5·max(2, 1.2) = 1.0 = c·|Â|: at the bound, not beyond (not counted);
+    #           ρ = 4 → PPO L = 2.0 > c·|Â| = 1.0 → L = 1.0, counted, grad 0.
+    # Â = +0.5 (0 < Â < 1): dual clip never applies: L = −0.5·min(ρ, 1.2) = −0.6, clipped, grad 0.
+    # Â = 0: L = 0, never counted.
+    norm = Normalizers(num_sequences=3, num_tokens=6, max_length=2)
+    inputs, logp = make_inputs([[2.0, 4.0]] * 3, [[0.0, 0.0]] * 3, [-0.5, 0.5, 0.0], [[1.0] * 2] * 3, norm)
+    loss, metrics = GRPO(beta=0.0, aggregation="token_sum", dual_clip=2.0)(inputs)
+    (grad,) = torch.autograd.grad(loss, logp)
+    assert loss.item() == pytest.approx(1.0 + 1.0 - 0.6 - 0.6)
+    # (at the tie ρ = c, torch.min splits the gradient between its arguments: not asserted)
+    torch.testing.assert_close(grad[:, 1], torch.zeros(3, dtype=torch.float64))
+    torch.testing.assert_close(grad[1:, 0], torch.zeros(2, dtype=torch.float64))
+    assert metrics["dual_clip_frac"].item() == pytest.approx(1 / 6)
+
+
+def test_clip_ranges_at_their_edges():
+    # ε = 0 is allowed (ρ clipped to exactly 1); a negative ε and a dual-clip constant of 1 are refused by name.
+    norm = Normalizers(num_sequences=1, num_tokens=2, max_length=2)
+    inputs, logp = make_inputs([[1.2, 0.8]], [[0.0, 0.0]], [1.0], [[1.0, 1.0]], norm)
+    loss, _ = GRPO(epsilon_low=0.0, epsilon_high=0.0, beta=0.0, aggregation="token_sum")(inputs)
+    assert loss.item() == pytest.approx(-(1.0 + 0.8))  # −min(1.2, 1) − min(0.8, 1)
+    with pytest.raises(ValueError, match="epsilon_low=-0.1"):
+        GRPO(epsilon_low=-0.1)
+    with pytest.raises(ValueError, match="epsilon_high=-0.1"):
+        GRPO(epsilon_high=-0.1)
+    with pytest.raises(ValueError, match="dual_clip must be > 1.*got 1.0"):
+        GRPO(dual_clip=1.0)

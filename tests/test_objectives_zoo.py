@@ -1,4 +1,5 @@
-"""Every objective beyond GRPO on hand-built tensors, and the oracles of docs/algorithms.md."""
+"""The objectives beyond GRPO and GTPO on hand-built tensors, the oracles of docs/algorithms.md, and what
+every objective shares (KL term, aggregation, micro-batch additivity, bad hyper-parameters)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import math
 import pytest
 import torch
 
-from lightning_grpo.advantages import AGPOAdvantage, GroupNormalized, MeanCentered
 from lightning_grpo.objectives.base import sequence_fraction, token_fraction
 from lightning_grpo.objectives import (
     ABCGRPO,
@@ -24,57 +24,7 @@ from lightning_grpo.objectives import (
     Objective,
     ObjectiveInputs,
 )
-
-F64 = torch.float64
-
-
-def t(values):
-    return torch.tensor(values, dtype=F64)
-
-
-def make_inputs(log_ratio, logp, adv, mask, norm, ref_logp=None, **extra):
-    """logp is a leaf with grad; old_logp = logp − log_ratio, so ρ = exp(log_ratio)."""
-    logp = t(logp).requires_grad_(True)
-    inputs = ObjectiveInputs(
-        logp=logp,
-        old_logp=logp.detach() - t(log_ratio),
-        advantages=t(adv),
-        mask=t(mask),
-        normalizers=norm,
-        ref_logp=None if ref_logp is None else t(ref_logp),
-        **extra,
-    )
-    return inputs, logp
-
-
-def loss_and_grad(objective: Objective, inputs: ObjectiveInputs, logp: torch.Tensor):
-    loss, metrics = objective(inputs)
-    (grad,) = torch.autograd.grad(loss, logp)
-    return loss.detach(), grad, metrics
-
-
-def random_batch(seed=0, b=6, length=5, spread=0.5, positive=None):
-    gen = torch.Generator().manual_seed(seed)
-    logp = -torch.rand(b, length, generator=gen, dtype=F64) * 3
-    log_ratio = spread * torch.randn(b, length, generator=gen, dtype=F64)
-    ref = logp + 0.3 * torch.randn(b, length, generator=gen, dtype=F64)
-    adv = torch.randn(b, generator=gen, dtype=F64)
-    if positive is not None:
-        adv = adv.abs() if positive else -adv.abs()
-    lengths = torch.tensor([length, 3, 1, 4, 0, 2][:b])
-    mask = (torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)).to(F64)
-    norm = Normalizers(num_sequences=float((lengths > 0).sum()), num_tokens=float(mask.sum()), max_length=float(length))
-    return logp, log_ratio, ref, adv, mask, norm
-
-
-def build(logp, log_ratio, ref, adv, mask, norm, rows=slice(None), **extra):
-    leaf = logp.clone().requires_grad_(True)
-    inputs = ObjectiveInputs(
-        logp=leaf[rows], old_logp=(logp - log_ratio)[rows], advantages=adv[rows], mask=mask[rows],
-        normalizers=norm, ref_logp=ref[rows], **{k: v[rows] for k, v in extra.items()},
-    )
-    return inputs, leaf
-
+from tests.objective_batches import F64, build, loss_and_grad, make_inputs, random_batch, t
 
 # --------------------------------------------------------------------------------------- ABC-GRPO
 
@@ -397,99 +347,6 @@ def test_gmpo_on_policy_gradient_is_reinforce():
     assert gmpo[0].item() == pytest.approx(-(adv * nonempty).sum().item() / norm.num_sequences)
 
 
-# --------------------------------------------------------------------------------------- GTPO
-
-
-def gtpo_group():
-    # One group of five (conflicts derived in tests/test_gtpo_conflicts.py):
-    # c0 + [5, 6, 7, 9] conflicts {0, 1, 3}   c1 − [5, 6, 8, 9] conflicts {0, 1, 3}
-    # c2 + [1, 2, 3, .] conflicts {1, 2}      c3 − [4, 2, 3, .] conflicts {1, 2}   c4 (Â = 0) none
-    ids = torch.tensor([[5, 6, 7, 9], [5, 6, 8, 9], [1, 2, 3, 0], [4, 2, 3, 0], [5, 6, 7, 9]])
-    mask = t([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 1]])
-    rewards = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.5]])
-    adv = MeanCentered()(rewards).values.reshape(-1).to(F64)  # [0.5, −0.5, 0.5, −0.5, 0]
-    groups = torch.zeros(5, dtype=torch.long)
-    return ids, mask, adv, groups
-
-
-def test_gtpo_hand_values():
-    ids, mask, adv, groups = gtpo_group()
-    objective = GTPO()
-    assert not objective.needs_reference
-    weights = objective.rollout_token_weights(ids, mask, adv, groups)
-    # δ / max(1, #conflicts): c0 [2, 2, 1, 2]/3, c1 [0, 0, 1, 0]/3, c2 [1, 2, 2, 0]/2, c3 [1, 0, 0, 0]/2, c4 1
-    expected_w = t([[2, 2, 1, 2], [0, 0, 1, 0], [1.5, 3, 3, 0], [1.5, 0, 0, 0], [3, 3, 3, 3]]) / 3
-    torch.testing.assert_close(weights, expected_w)
-    # Mean entropies H̄ = [0.5, 0.9, 0.2, 0.0, 0.3] (padding carries 99, ignored). c1: 0.9 > τ = 0.7 →
-    # filtered (Â = 0). Others: Â − 0.1 H̄ → c0 0.45, c2 0.48, c3 −0.5, c4 −0.03.
-    entropy = t([[0.5] * 4, [0.9] * 4, [0.2, 0.2, 0.2, 99.0], [0.0, 0.0, 0.0, 99.0], [0.3] * 4])
-    shaped = [0.45, 0.0, 0.48, -0.5, -0.03]
-    # L_i = −Â'_i Σ_t w_t / |o_i|:
-    #   c0: Σw = 7/3, |o| = 4 → −0.45·(7/3)/4 = −0.2625
-    #   c1: Â' = 0 → 0
-    #   c2: Σw = (1 + 2 + 2)/2 = 2.5, |o| = 3 → −0.48·2.5/3 = −0.4
-    #   c3: Σw = 0.5, |o| = 3 → +0.5·0.5/3 = 0.083333
-    #   c4: Σw = 4, |o| = 4 → +0.03
-    # sum = −0.549167, mean over n = 5 → −0.1098333
-    per_seq = -0.2625 + 0.0 - 0.4 + 0.5 * 0.5 / 3 + 0.03
-    norm = Normalizers(num_sequences=5, num_tokens=18, max_length=4)
-    logp = (-torch.ones(5, 4, dtype=F64)).requires_grad_(True)
-    inputs = ObjectiveInputs(logp=logp, old_logp=logp.detach(), advantages=adv, mask=mask, normalizers=norm,
-                             entropy=entropy, completion_ids=ids, group_ids=groups, token_weights=weights)
-    loss, grad, metrics = loss_and_grad(objective, inputs, logp)
-    assert loss.item() == pytest.approx(per_seq / 5)
-    # ∂L/∂logp_t = −Â'_i w_t / |o_i| / n
-    lengths = t([4, 4, 3, 3, 4])
-    expected_grad = -t(shaped).unsqueeze(1) * expected_w / lengths.unsqueeze(1) / 5 * mask
-    torch.testing.assert_close(grad, expected_grad)
-    assert metrics["filtered_frac"].item() == pytest.approx(1 / 5)
-    assert metrics["mean_entropy"].item() == pytest.approx((0.5 + 0.9 + 0.2 + 0.0 + 0.3) / 5)
-    # conflicts: 3 + 3 + 2 + 2 + 0 = 10 of 18 loss tokens
-    assert metrics["conflict_token_frac"].item() == pytest.approx(10 / 18)
-    # "sum" aggregation (the reference code): no division by n
-    loss_sum, _, _ = loss_and_grad(GTPO(aggregation="sum"), inputs, logp)
-    assert loss_sum.item() == pytest.approx(per_seq)
-
-
-def test_gtpo_plain_equals_on_policy_reinforce():
-    # Oracle: w_pos = w_neg = 1, λ = 0, τ = ∞, no conflict division → every weight is 1 and GTPO is
-    # REINFORCE with the mean-centred advantage: RGRA(β = 0) on the same advantages, same gradient.
-    ids, mask, adv, groups = gtpo_group()
-    objective = GTPO(w_pos=1.0, w_neg=1.0, entropy_coef=0.0, entropy_threshold=math.inf, conflict_norm=False)
-    weights = objective.rollout_token_weights(ids, mask, adv, groups)
-    torch.testing.assert_close(weights, mask)
-    gen = torch.Generator().manual_seed(6)
-    logp0 = -torch.rand(5, 4, generator=gen, dtype=F64)
-    entropy = torch.rand(5, 4, generator=gen, dtype=F64) * 5
-    norm = Normalizers(num_sequences=5, num_tokens=18, max_length=4)
-    results = []
-    for obj in (objective, RGRA(beta=0.0)):
-        logp = logp0.clone().requires_grad_(True)
-        inputs = ObjectiveInputs(logp=logp, old_logp=logp.detach(), advantages=adv, mask=mask, normalizers=norm,
-                                 entropy=entropy, token_weights=weights)
-        results.append(loss_and_grad(obj, inputs, logp))
-    torch.testing.assert_close(results[0][1], results[1][1])
-    # value: −(1/n) Σ Â_i (ρ̃ = 1) = 0 for mean-centred advantages of one whole group
-    assert results[0][0].item() == pytest.approx(0.0, abs=1e-12)
-
-
-def test_gtpo_needs_entropy():
-    ids, mask, adv, groups = gtpo_group()
-    logp = torch.zeros(5, 4, dtype=F64, requires_grad=True)
-    inputs = ObjectiveInputs(logp=logp, old_logp=logp.detach(), advantages=adv, mask=mask,
-                             normalizers=Normalizers(5, 18, 4))
-    with pytest.raises(ValueError, match="entropy"):
-        GTPO()(inputs)
-
-
-# --------------------------------------------------------------------------------------- AGPO oracle
-
-
-def test_agpo_pm_one_mixed_group_equals_zscore():
-    rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 1.0]])
-    torch.testing.assert_close(AGPOAdvantage()(rewards).values, GroupNormalized()(rewards).values)
-
-
 # --------------------------------------------------------------------------------------- all objectives
 
 
@@ -544,7 +401,7 @@ ALL = [
     pytest.param(lambda: GMPO(beta=0.01), id="GMPO"),
     pytest.param(lambda: RGRA(), id="RGRA"),
     pytest.param(lambda: GTPO(), id="GTPO"),
-    pytest.param(lambda: GTPO(aggregation="sum"), id="GTPO-sum"),
+    pytest.param(lambda: GTPO(completion_reduction="sum"), id="GTPO-sum"),
 ]
 
 
@@ -600,7 +457,7 @@ def test_micro_batch_additivity(factory):
         (lambda: RGRA(beta=-0.005), "-0.005"),
         (lambda: GTPO(w_pos=-2.0), "-2.0"),
         (lambda: GTPO(entropy_threshold=-0.7), "-0.7"),
-        (lambda: GTPO(aggregation="max"), "'max'"),
+        (lambda: GTPO(completion_reduction="max"), "'max'"),
     ],
 )
 def test_rejects_bad_hyperparameters(factory, match):
@@ -690,46 +547,6 @@ def test_loss_scale_factor_replaces_max_length_in_every_term(factory):
     assert (results[0][1] - results[2][1]).abs().max() > 1e-6
 
 
-@pytest.mark.parametrize(
-    "options, conflict_weights",
-    [
-        # w_pos / w_neg on conflict tokens, each completion's weights ÷ max(1, #conflicts) unless conflict_norm off
-        (dict(w_pos=3.0, w_neg=0.5), None),
-        (dict(w_pos=3.0, w_neg=0.5, conflict_norm=False), None),
-        (dict(w_pos=1.0, w_neg=1.0, aggregation="sum"), None),
-        (dict(entropy_threshold=0.4, entropy_coef=0.5, aggregation="sum"), None),
-        # c0's mean entropy is exactly τ = 0.5: filtered only above τ (H̄ > τ), so c0 is kept
-        (dict(entropy_threshold=0.5, entropy_coef=0.2), None),
-    ],
-)
-def test_gtpo_options_gradient(options, conflict_weights):
-    # The group of gtpo_group(): conflict positions c0 {0, 1, 3}, c1 {0, 1, 3}, c2 {1, 2}, c3 {1, 2}, c4 none.
-    ids, mask, adv, groups = gtpo_group()
-    objective = GTPO(**options)
-    w_pos, w_neg = objective.w_pos, objective.w_neg
-    conflicts = [[0, 1, 3], [0, 1, 3], [1, 2], [1, 2], []]
-    weights = torch.ones(5, 4, dtype=F64)
-    for i, positions in enumerate(conflicts):
-        for p in positions:
-            weights[i, p] = w_pos if adv[i] > 0 else w_neg
-        if objective.conflict_norm:
-            weights[i] /= max(1, len(positions))
-    weights = weights * mask
-    torch.testing.assert_close(objective.rollout_token_weights(ids, mask, adv, groups), weights)
-    entropy = t([[0.5] * 4, [0.9] * 4, [0.2, 0.2, 0.2, 99.0], [0.0, 0.0, 0.0, 99.0], [0.3] * 4])
-    mean_h = t([0.5, 0.9, 0.2, 0.0, 0.3])
-    shaped = torch.where(mean_h > objective.entropy_threshold, torch.zeros(5, dtype=F64), adv - objective.entropy_coef * mean_h)
-    norm = Normalizers(num_sequences=5, num_tokens=18, max_length=4)
-    logp = (-torch.ones(5, 4, dtype=F64)).requires_grad_(True)
-    inputs = ObjectiveInputs(logp=logp, old_logp=logp.detach(), advantages=adv, mask=mask, normalizers=norm,
-                             entropy=entropy, completion_ids=ids, group_ids=groups, token_weights=weights)
-    loss, grad, metrics = loss_and_grad(objective, inputs, logp)
-    n = 1.0 if objective.aggregation == "sum" else 5.0
-    lengths = mask.sum(1, keepdim=True)
-    torch.testing.assert_close(grad, -shaped.unsqueeze(1) * weights / lengths / n)
-    assert loss.item() == pytest.approx((-shaped * (weights.sum(1) / lengths.squeeze(1))).sum().item() / n)
-    assert metrics["filtered_frac"].item() == pytest.approx((mean_h > objective.entropy_threshold).double().mean().item())
-
 
 def test_fraction_helpers_count_loss_tokens_and_nonempty_sequences():
     # Shares of a step's fraction: masked tokens over the step's N, non-empty sequences over its n.
@@ -740,3 +557,15 @@ def test_fraction_helpers_count_loss_tokens_and_nonempty_sequences():
     # the empty row 1 never counts, whatever its condition
     assert sequence_fraction(torch.tensor([True, True, False]), mask, norm).item() == pytest.approx(1 / 4)
     assert sequence_fraction(torch.tensor([False, True, True]), mask, norm).item() == pytest.approx(1 / 4)
+
+
+def test_loss_scale_factor_below_one_is_a_constant_like_any_other():
+    # K = 0.5: constant_norm is Σ M·L / (n · K); K must be > 0, and 0 is refused by name.
+    logp, log_ratio, ref, adv, mask, norm = random_batch(seed=3)
+    half, _ = build(logp, log_ratio, ref, adv, mask, norm)
+    loss_half, _ = GRPO(beta=0.0, aggregation="constant_norm", loss_scale_factor=0.5)(half)
+    one, _ = build(logp, log_ratio, ref, adv, mask, norm)
+    loss_one, _ = GRPO(beta=0.0, aggregation="constant_norm", loss_scale_factor=1.0)(one)
+    torch.testing.assert_close(loss_half, 2 * loss_one)
+    with pytest.raises(ValueError, match="loss_scale_factor must be > 0.*got 0"):
+        GRPO(loss_scale_factor=0)

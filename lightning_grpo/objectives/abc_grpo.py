@@ -33,15 +33,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_grpo.objectives.base import (
-    Aggregation,
-    EntropyBonus,
-    KLEstimator,
-    Objective,
-    ObjectiveInputs,
-    aggregate,
-    token_fraction,
-)
+from typing import Any
+
+from lightning_grpo.objectives.base import Objective, ObjectiveInputs, aggregate, token_fraction
 
 
 class ABCGRPO(Objective):
@@ -51,12 +45,7 @@ class ABCGRPO(Objective):
         epsilon_2: float = 0.2,
         epsilon_3: float = 0.2,
         epsilon_4: float = 0.2,
-        beta: float = 0.0,
-        aggregation: Aggregation = "seq_mean_token_mean",
-        kl_estimator: KLEstimator = "k3",
-        kl_ratio_weighted: bool = False,
-        loss_scale_factor: float | None = None,
-        entropy_bonus: EntropyBonus | None = None,
+        **shared: Any,
     ) -> None:
         """
         Args:
@@ -64,12 +53,7 @@ class ABCGRPO(Objective):
             epsilon_2: lower bound for Â > 0, ρ ≥ 1 − epsilon_2 (Q2, PPO's blind spot).
             epsilon_3: upper bound for Â ≤ 0, ρ ≤ 1 + epsilon_3 (Q4, unbounded in PPO).
             epsilon_4: lower bound for Â ≤ 0, ρ ≥ 1 − epsilon_4 (Q3).
-            beta: KL coefficient; 0 (default) loads no reference model.
-            aggregation: how per-token losses become one loss (docs/algorithms.md §1).
-            kl_estimator: k1, k2, k3, k1+ or k3+.
-            kl_ratio_weighted: add ρ · kl_t, ρ with its gradient (TRL's ``use_bias_correction_kl``).
-            loss_scale_factor: the constant K of ``constant_norm`` (None: max_new_tokens).
-            entropy_bonus: entropy regularisation (static or adaptive), None = off.
+            shared: the options every objective shares (:class:`Objective`; beta 0 by default).
         """
         for name, eps in (("epsilon_1", epsilon_1), ("epsilon_2", epsilon_2), ("epsilon_3", epsilon_3)):
             if eps < 0:
@@ -78,14 +62,7 @@ class ABCGRPO(Objective):
             raise ValueError(f"epsilon_2 must be in [0, 1) (lower bound 1 - epsilon_2 > 0), got {epsilon_2}")
         if not 0 <= epsilon_4 < 1:
             raise ValueError(f"epsilon_4 must be in [0, 1) (lower bound 1 - epsilon_4 > 0), got {epsilon_4}")
-        super().__init__(
-            beta=beta,
-            kl_estimator=kl_estimator,
-            kl_ratio_weighted=kl_ratio_weighted,
-            aggregation=aggregation,
-            loss_scale_factor=loss_scale_factor,
-            entropy_bonus=entropy_bonus,
-        )
+        super().__init__(**shared)
         self.epsilon_1 = epsilon_1
         self.epsilon_2 = epsilon_2
         self.epsilon_3 = epsilon_3

@@ -109,11 +109,13 @@ class EntropyBonus:
 
 
 class Objective:
-    """Base class: shared hyper-parameters, the KL term, the entropy bonus and their state.
+    """Base class: the six shared options, the KL term, the entropy bonus and their state.
 
-    Subclasses take typed hyper-parameters in ``__init__``, pass the shared ones to
-    ``super().__init__`` and implement :meth:`policy_loss`. ``beta`` is the KL coefficient: with
-    ``beta == 0`` no reference model is loaded at all.
+    The shared options are declared here only. A subclass declares its own options, re-declares a
+    shared one only to change its default (DAPO: ``aggregation="token_mean"``), forwards the rest
+    as ``**shared`` to ``super().__init__`` and implements :meth:`policy_loss`. The CLI (jsonargparse)
+    follows the ``**shared`` forwarding, so every objective still lists and accepts all its options
+    flat: ``--model.objective=DAPO --model.objective.beta=0.01``.
     """
 
     beta: float = 0.0
@@ -136,6 +138,16 @@ class Objective:
         loss_scale_factor: float | None = None,
         entropy_bonus: EntropyBonus | None = None,
     ) -> None:
+        """
+        Args:
+            beta: KL coefficient; 0 loads no reference model at all.
+            kl_estimator: k1, k2, k3, or verl's straight-through k1+ / k3+ (used when beta > 0).
+            kl_ratio_weighted: add w · kl_t with w the importance ratio *with* its gradient (TRL's
+                ``use_bias_correction_kl``), instead of the paper's kl_t.
+            aggregation: how per-token losses become one loss (docs/algorithms.md §1).
+            loss_scale_factor: the constant K of ``constant_norm`` (None: max_new_tokens).
+            entropy_bonus: entropy regularisation (static or adaptive), None = off.
+        """
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
         if kl_estimator not in KL_ESTIMATORS:

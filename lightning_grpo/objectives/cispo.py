@@ -34,15 +34,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_grpo.objectives.base import (
-    Aggregation,
-    EntropyBonus,
-    KLEstimator,
-    Objective,
-    ObjectiveInputs,
-    aggregate,
-    token_fraction,
-)
+from typing import Any
+
+from lightning_grpo.objectives.base import Aggregation, Objective, ObjectiveInputs, aggregate, token_fraction
 
 
 class CISPO(Objective):
@@ -50,37 +44,23 @@ class CISPO(Objective):
         self,
         epsilon_max: float = 5.0,
         epsilon_min: float | None = None,
-        beta: float = 0.0,
+        *,
         aggregation: Aggregation = "token_mean",
-        kl_estimator: KLEstimator = "k3",
-        kl_ratio_weighted: bool = False,
-        loss_scale_factor: float | None = None,
-        entropy_bonus: EntropyBonus | None = None,
+        **shared: Any,
     ) -> None:
         """
         Args:
             epsilon_max: absolute cap on the importance weight, w ≤ epsilon_max; must be > 0.
             epsilon_min: absolute floor on the weight, w ≥ epsilon_min (verl: 1 − clip_ratio_low);
                 None = no floor.
-            beta: KL coefficient; CISPO uses none (0).
             aggregation: ``token_mean`` (paper); others for ablations.
-            kl_estimator: k1, k2, k3, k1+ or k3+ (only used when beta > 0).
-            kl_ratio_weighted: add ρ · kl_t, ρ with its gradient (TRL's ``use_bias_correction_kl``).
-            loss_scale_factor: the constant K of ``constant_norm`` (None: max_new_tokens).
-            entropy_bonus: entropy regularisation (static or adaptive), None = off.
+            shared: the other options every objective shares (:class:`Objective`; beta 0: CISPO has no KL).
         """
         if epsilon_max <= 0:
             raise ValueError(f"epsilon_max must be > 0 (an absolute cap on the ratio), got {epsilon_max}")
         if epsilon_min is not None and not 0 <= epsilon_min <= epsilon_max:
             raise ValueError(f"epsilon_min must be in [0, epsilon_max={epsilon_max}] (or None), got {epsilon_min}")
-        super().__init__(
-            beta=beta,
-            kl_estimator=kl_estimator,
-            kl_ratio_weighted=kl_ratio_weighted,
-            aggregation=aggregation,
-            loss_scale_factor=loss_scale_factor,
-            entropy_bonus=entropy_bonus,
-        )
+        super().__init__(aggregation=aggregation, **shared)
         self.epsilon_max = epsilon_max
         self.epsilon_min = epsilon_min
 

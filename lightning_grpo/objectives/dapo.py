@@ -25,43 +25,26 @@ our N_tokens); verl 0.9.1 ``loss_mode="vanilla"``, ``loss_agg_mode="token-mean"`
 
 from __future__ import annotations
 
-from lightning_grpo.objectives.base import Aggregation, EntropyBonus, KLEstimator
+from typing import Any
+
+from lightning_grpo.objectives.base import Aggregation
 from lightning_grpo.objectives.grpo import GRPO
 
 
 class DAPO(GRPO):
     def __init__(
         self,
-        epsilon_low: float = 0.2,
         epsilon_high: float = 0.28,
+        *,
         beta: float = 0.0,
         aggregation: Aggregation = "token_mean",
-        dual_clip: float | None = None,
-        kl_estimator: KLEstimator = "k3",
-        kl_ratio_weighted: bool = False,
-        loss_scale_factor: float | None = None,
-        entropy_bonus: EntropyBonus | None = None,
+        **options: Any,
     ) -> None:
         """
         Args:
-            epsilon_low: lower clip range, ρ ≥ 1 − epsilon_low.
-            epsilon_high: upper clip range, ρ ≤ 1 + epsilon_high (clip-higher).
+            epsilon_high: upper clip range, ρ ≤ 1 + epsilon_high (clip-higher; epsilon_low stays 0.2).
             beta: KL coefficient; DAPO drops the KL term (0).
             aggregation: ``token_mean`` (DAPO's token-level loss); others for ablations.
-            dual_clip: dual-clip constant c > 1 for Â < 0, None = off.
-            kl_estimator: k1, k2, k3, k1+ or k3+ (only used when beta > 0).
-            kl_ratio_weighted: add ρ · kl_t, ρ with its gradient (TRL's default), not the paper's form.
-            loss_scale_factor: the constant K of ``constant_norm`` (None: max_new_tokens).
-            entropy_bonus: entropy regularisation (static or adaptive), None = off.
+            options: :class:`GRPO`'s (epsilon_low, dual_clip) and the shared ones of :class:`Objective`.
         """
-        super().__init__(
-            epsilon_low=epsilon_low,
-            epsilon_high=epsilon_high,
-            beta=beta,
-            aggregation=aggregation,
-            dual_clip=dual_clip,
-            kl_estimator=kl_estimator,
-            kl_ratio_weighted=kl_ratio_weighted,
-            loss_scale_factor=loss_scale_factor,
-            entropy_bonus=entropy_bonus,
-        )
+        super().__init__(epsilon_high=epsilon_high, beta=beta, aggregation=aggregation, **options)

@@ -25,7 +25,9 @@ with ``loss_agg_mode="seq-mean-token-sum-norm"`` and ``loss_scale_factor`` ↔ `
 
 from __future__ import annotations
 
-from lightning_grpo.objectives.base import Aggregation, EntropyBonus, KLEstimator
+from typing import Any
+
+from lightning_grpo.objectives.base import Aggregation
 from lightning_grpo.objectives.grpo import GRPO
 
 
@@ -34,23 +36,19 @@ class DrGRPO(GRPO):
         self,
         epsilon: float = 0.2,
         epsilon_high: float | None = None,
+        *,
         beta: float = 0.0,
         aggregation: Aggregation = "constant_norm",
-        kl_estimator: KLEstimator = "k3",
-        kl_ratio_weighted: bool = False,
-        loss_scale_factor: float | None = None,
-        entropy_bonus: EntropyBonus | None = None,
+        **options: Any,
     ) -> None:
         """
         Args:
             epsilon: lower clip range (and the upper one unless epsilon_high is given), ρ ≥ 1 − epsilon.
             epsilon_high: upper clip range, ρ ≤ 1 + epsilon_high; None = epsilon (symmetric).
             beta: KL coefficient; Dr. GRPO uses none (0).
-            aggregation: ``constant_norm`` (Σ M·L / (n · L_max)); others for ablations.
-            kl_estimator: k1, k2, k3, k1+ or k3+ (only used when beta > 0).
-            kl_ratio_weighted: add ρ · kl_t, ρ with its gradient (TRL's default).
-            loss_scale_factor: the constant L_max of ``constant_norm`` (None: max_new_tokens).
-            entropy_bonus: entropy regularisation (static or adaptive), None = off.
+            aggregation: ``constant_norm`` (Σ M·L / (n · L_max), L_max = loss_scale_factor or
+                max_new_tokens); others for ablations.
+            options: :class:`GRPO`'s dual_clip and the shared ones of :class:`Objective`.
         """
         if epsilon < 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
@@ -61,9 +59,6 @@ class DrGRPO(GRPO):
             epsilon_high=epsilon if epsilon_high is None else epsilon_high,
             beta=beta,
             aggregation=aggregation,
-            kl_estimator=kl_estimator,
-            kl_ratio_weighted=kl_ratio_weighted,
-            loss_scale_factor=loss_scale_factor,
-            entropy_bonus=entropy_bonus,
+            **options,
         )
         self.epsilon = epsilon

@@ -15,8 +15,9 @@ The gradient w.r.t. logp_t is −exp(mean ℓ̃) Â_i / |o_i| for unclipped toke
 Defaults: ε_low = ε_high = 0.4 (ratios in (e^{−0.4}, e^{0.4}), the paper's wider range), β = 0,
 the group z-score advantage, mean over completions. ``beta`` > 0 adds the per-token KL, averaged
 over each completion's tokens and then over completions (``seq_mean_token_mean``; with
-``kl_ratio_weighted`` weighted by the token ratio ρ_t with its gradient). Empty completions are not
-counted in n.
+``kl_ratio_weighted`` weighted by the token ratio ρ_t with its gradient). The shared ``aggregation``
+(and ``loss_scale_factor``) apply to the KL and entropy terms only: the policy term is always the
+per-sequence geometric mean above. Empty completions are not counted in n.
 
 Reproduces exactly (tests/reference): verl 0.9.1 ``loss_mode="geo_mean"`` (the authors' code; it
 ignores ``loss_agg_mode`` and averages over all rows, so n counts empty rows there) with
@@ -33,45 +34,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_grpo.objectives.base import (
-    EntropyBonus,
-    KLEstimator,
-    Objective,
-    ObjectiveInputs,
-    token_fraction,
-)
+from typing import Any
+
+from lightning_grpo.objectives.base import Objective, ObjectiveInputs, token_fraction
 
 
 class GMPO(Objective):
-    def __init__(
-        self,
-        epsilon_low: float = 0.4,
-        epsilon_high: float = 0.4,
-        beta: float = 0.0,
-        kl_estimator: KLEstimator = "k3",
-        kl_ratio_weighted: bool = False,
-        entropy_bonus: EntropyBonus | None = None,
-    ) -> None:
+    def __init__(self, epsilon_low: float = 0.4, epsilon_high: float = 0.4, **shared: Any) -> None:
         """
         Args:
             epsilon_low: log-space lower clip, log ρ ≥ −epsilon_low (applies when Â < 0).
             epsilon_high: log-space upper clip, log ρ ≤ epsilon_high (applies when Â > 0).
-            beta: KL coefficient; GMPO uses none (0).
-            kl_estimator: k1, k2, k3, k1+ or k3+ (only used when beta > 0).
-            kl_ratio_weighted: add ρ_t · kl_t, ρ_t with its gradient (TRL's ``use_bias_correction_kl``).
-            entropy_bonus: entropy regularisation (static or adaptive), None = off.
+            shared: the options every objective shares (:class:`Objective`; beta 0: GMPO has no KL).
+                The policy term is always the per-sequence geometric mean; ``aggregation`` (and
+                ``loss_scale_factor``) apply to the KL and entropy terms only.
         """
         if epsilon_low < 0 or epsilon_high < 0:
             raise ValueError(
                 f"log-space clip ranges must be >= 0, got epsilon_low={epsilon_low}, epsilon_high={epsilon_high}"
             )
-        super().__init__(
-            beta=beta,
-            kl_estimator=kl_estimator,
-            kl_ratio_weighted=kl_ratio_weighted,
-            aggregation="seq_mean_token_mean",
-            entropy_bonus=entropy_bonus,
-        )
+        super().__init__(**shared)
         self.epsilon_low = epsilon_low
         self.epsilon_high = epsilon_high
 

@@ -40,15 +40,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_grpo.objectives.base import (
-    Aggregation,
-    EntropyBonus,
-    KLEstimator,
-    Objective,
-    ObjectiveInputs,
-    aggregate,
-    token_fraction,
-)
+from typing import Any
+
+from lightning_grpo.objectives.base import Objective, ObjectiveInputs, aggregate, token_fraction
 
 
 class GRPO(Objective):
@@ -56,38 +50,25 @@ class GRPO(Objective):
         self,
         epsilon_low: float = 0.2,
         epsilon_high: float = 0.2,
-        beta: float = 0.04,
-        aggregation: Aggregation = "seq_mean_token_mean",
         dual_clip: float | None = None,
-        kl_estimator: KLEstimator = "k3",
-        kl_ratio_weighted: bool = False,
-        loss_scale_factor: float | None = None,
-        entropy_bonus: EntropyBonus | None = None,
+        *,
+        beta: float = 0.04,
+        **shared: Any,
     ) -> None:
         """
         Args:
             epsilon_low: lower clip range, ρ ≥ 1 − epsilon_low.
             epsilon_high: upper clip range, ρ ≤ 1 + epsilon_high (DAPO's clip-higher raises it).
-            beta: KL coefficient; 0 loads no reference model.
-            aggregation: how per-token losses become one loss (docs/algorithms.md §1).
             dual_clip: the constant c > 1 of dual-clip PPO for Â < 0 (verl uses 3.0); None = off.
-            kl_estimator: k1, k2, k3, or verl's straight-through k1+ / k3+.
-            kl_ratio_weighted: add ρ · kl_t, ρ with its gradient (TRL's default), not the paper's kl_t.
-            loss_scale_factor: the constant K of ``constant_norm`` (None: max_new_tokens).
-            entropy_bonus: entropy regularisation (static or adaptive), None = off.
+            beta: KL coefficient (the paper's 0.04); 0 loads no reference model.
+            shared: the options every objective shares (:class:`Objective`): kl_estimator,
+                kl_ratio_weighted, aggregation, loss_scale_factor, entropy_bonus.
         """
         if epsilon_low < 0 or epsilon_high < 0:
             raise ValueError(f"clip ranges must be >= 0, got epsilon_low={epsilon_low}, epsilon_high={epsilon_high}")
         if dual_clip is not None and dual_clip <= 1.0:
             raise ValueError(f"dual_clip must be > 1 (or None), got {dual_clip}")
-        super().__init__(
-            beta=beta,
-            kl_estimator=kl_estimator,
-            kl_ratio_weighted=kl_ratio_weighted,
-            aggregation=aggregation,
-            loss_scale_factor=loss_scale_factor,
-            entropy_bonus=entropy_bonus,
-        )
+        super().__init__(beta=beta, **shared)
         self.epsilon_low = epsilon_low
         self.epsilon_high = epsilon_high
         self.dual_clip = dual_clip

@@ -43,10 +43,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from typing import Any
+
 from lightning_grpo.objectives.base import (
-    Aggregation,
-    EntropyBonus,
-    KLEstimator,
     Objective,
     ObjectiveInputs,
     aggregate,
@@ -62,40 +61,20 @@ def _sequence_log_ratio(inputs: ObjectiveInputs) -> Tensor:
 
 
 class GSPO(Objective):
-    def __init__(
-        self,
-        epsilon_low: float = 3e-4,
-        epsilon_high: float = 4e-4,
-        beta: float = 0.0,
-        aggregation: Aggregation = "seq_mean_token_mean",
-        kl_estimator: KLEstimator = "k3",
-        kl_ratio_weighted: bool = False,
-        loss_scale_factor: float | None = None,
-        entropy_bonus: EntropyBonus | None = None,
-    ) -> None:
+    def __init__(self, epsilon_low: float = 3e-4, epsilon_high: float = 4e-4, **shared: Any) -> None:
         """
         Args:
             epsilon_low: lower clip range of the sequence ratio, s ≥ 1 − epsilon_low.
             epsilon_high: upper clip range of the sequence ratio, s ≤ 1 + epsilon_high.
-            beta: KL coefficient; GSPO uses none (0).
-            aggregation: ``seq_mean_token_mean`` (paper); others to match a peer's loss type.
-            kl_estimator: k1, k2, k3, k1+ or k3+ (only used when beta > 0).
-            kl_ratio_weighted: add s_i · kl_t, s_i with its gradient (TRL, sequence level).
-            loss_scale_factor: the constant K of ``constant_norm`` (None: max_new_tokens).
-            entropy_bonus: entropy regularisation (static or adaptive), None = off.
+            shared: the options every objective shares (:class:`Objective`; beta 0: GSPO has no KL).
+                ``kl_ratio_weighted`` weights kl_t by the sequence ratio s_i, with its gradient
+                (TRL, sequence level).
         """
         if not 0 <= epsilon_low < 1:
             raise ValueError(f"epsilon_low must be in [0, 1), got {epsilon_low}")
         if epsilon_high < 0:
             raise ValueError(f"epsilon_high must be >= 0, got {epsilon_high}")
-        super().__init__(
-            beta=beta,
-            kl_estimator=kl_estimator,
-            kl_ratio_weighted=kl_ratio_weighted,
-            aggregation=aggregation,
-            loss_scale_factor=loss_scale_factor,
-            entropy_bonus=entropy_bonus,
-        )
+        super().__init__(**shared)
         self.epsilon_low = epsilon_low
         self.epsilon_high = epsilon_high
 

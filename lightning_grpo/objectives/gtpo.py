@@ -24,7 +24,7 @@ on-policy, so ``old_logp`` is not used):
 
     L_i = −Σ_t M ρ̃_t Â_i w_t / Σ_t M,    w_t = δ_t / max(1, #conflicts_i)
 
-aggregated as the mean over completions (``aggregation="mean"``, default) or the sum
+aggregated as the mean over completions (``completion_reduction="mean"``, default) or the sum
 (``"sum"``, what the reference code ``gtpo_compute_loss`` does: it accumulates per-completion
 losses). The sum scales the step with the number of completions, so the learning rate has to
 absorb it; the mean keeps losses comparable with GRPO's.
@@ -38,18 +38,19 @@ Where we differ from the reference code (github winstonsmith1897/GTPO, ``build_c
   and the code alike (conflict sets use the advantage before the entropy shaping).
 
 Defaults: w_pos = 2.0, w_neg = 0.0, τ = 0.7, λ = 0.1 (the authors' Qwen examples use τ = 1.02),
-conflict_norm on, ``mean``. Metrics: ``conflict_token_frac`` (conflict tokens / loss tokens of the
+conflict_norm on, ``completion_reduction="mean"``. Metrics: ``conflict_token_frac`` (conflict tokens / loss tokens of the
 rollout batch, reported as this micro-batch's token share of it), ``filtered_frac`` (completions
 removed by the entropy filter), ``mean_entropy`` (mean over completions of H̄_i).
 
 No TRL or verl configuration reproduces it. The base class's entropy bonus (``entropy_bonus``, a
 separate thing from the entropy *filter* above) applies, averaged like the loss
-(``seq_mean_token_mean`` unless the bonus names an aggregation); GTPO has no KL term.
+(``seq_mean_token_mean`` unless the bonus names an aggregation); GTPO has no KL term, so of the
+shared options of :class:`~lightning_grpo.objectives.base.Objective` it takes ``entropy_bonus`` only.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -112,8 +113,9 @@ class GTPO(Objective):
         entropy_threshold: float = 0.7,
         entropy_coef: float = 0.1,
         conflict_norm: bool = True,
-        aggregation: Literal["mean", "sum"] = "mean",
+        completion_reduction: Literal["mean", "sum"] = "mean",
         entropy_bonus: EntropyBonus | None = None,
+        **renamed: Any,
     ) -> None:
         """
         Args:
@@ -122,7 +124,9 @@ class GTPO(Objective):
             entropy_threshold: τ, completions with mean token entropy above it are filtered (Â = 0).
             entropy_coef: λ, Â ← Â − λ · H̄ for completions kept by the filter.
             conflict_norm: divide each completion's weights by max(1, its number of conflict tokens).
-            aggregation: ``mean`` over completions (default) or ``sum`` (the reference code).
+            completion_reduction: ``mean`` of the per-completion losses (default) or their ``sum``
+                (the reference code). Not the shared ``aggregation`` of the other objectives
+                (GTPO's per-token reduction is fixed); the name ``aggregation`` is an error here.
             entropy_bonus: entropy regularisation (static or adaptive), None = off.
         """
         if w_pos < 0 or w_neg < 0:
@@ -131,15 +135,22 @@ class GTPO(Objective):
             raise ValueError(f"entropy_threshold must be >= 0 (nats), got {entropy_threshold}")
         if entropy_coef < 0:
             raise ValueError(f"entropy_coef must be >= 0, got {entropy_coef}")
-        if aggregation not in ("mean", "sum"):
-            raise ValueError(f"unknown aggregation {aggregation!r}; expected 'mean' or 'sum'")
+        if "aggregation" in renamed:
+            raise TypeError(
+                f"GTPO's aggregation={renamed['aggregation']!r} is now completion_reduction "
+                "(mean or sum over completions); GTPO takes no per-token aggregation"
+            )
+        if renamed:
+            raise TypeError(f"GTPO got unexpected options {sorted(renamed)}")
+        if completion_reduction not in ("mean", "sum"):
+            raise ValueError(f"unknown completion_reduction {completion_reduction!r}; expected 'mean' or 'sum'")
         super().__init__(beta=0.0, entropy_bonus=entropy_bonus)
         self.w_pos = w_pos
         self.w_neg = w_neg
         self.entropy_threshold = entropy_threshold
         self.entropy_coef = entropy_coef
         self.conflict_norm = conflict_norm
-        self.aggregation = aggregation
+        self.completion_reduction = completion_reduction
         self._conflict_rate: Tensor | None = None
 
     def rollout_token_weights(
@@ -174,7 +185,7 @@ class GTPO(Objective):
         per_token = -ratio * adv.unsqueeze(1) * weights  # [B, T]
         per_sequence = (per_token * mask).sum(dim=1) / lengths  # [B]
         loss = per_sequence.sum()
-        if self.aggregation == "mean":
+        if self.completion_reduction == "mean":
             loss = loss / norm.num_sequences
         nonempty = (mask.sum(dim=1) > 0).to(mask.dtype)  # [B]
         metrics = {

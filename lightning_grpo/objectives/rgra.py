@@ -24,44 +24,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_grpo.objectives.base import (
-    Aggregation,
-    EntropyBonus,
-    KLEstimator,
-    Objective,
-    ObjectiveInputs,
-    aggregate,
-)
+from typing import Any
+
+from lightning_grpo.objectives.base import Objective, ObjectiveInputs, aggregate
 
 
 class RGRA(Objective):
-    def __init__(
-        self,
-        beta: float = 0.005,
-        aggregation: Aggregation = "seq_mean_token_mean",
-        kl_estimator: KLEstimator = "k3",
-        kl_ratio_weighted: bool = False,
-        loss_scale_factor: float | None = None,
-        entropy_bonus: EntropyBonus | None = None,
-    ) -> None:
+    def __init__(self, *, beta: float = 0.005, **shared: Any) -> None:
         """
         Args:
-            beta: KL coefficient; 0 loads no reference model.
-            aggregation: ``seq_mean_token_mean`` (paper); others for ablations.
-            kl_estimator: k1, k2, k3, k1+ or k3+.
-            kl_ratio_weighted: weight kl_t by exp(logp − stopgrad(logp)) (the on-policy ratio with
-                its gradient, as one-step GRPO under TRL's ``use_bias_correction_kl``).
-            loss_scale_factor: the constant K of ``constant_norm`` (None: max_new_tokens).
-            entropy_bonus: entropy regularisation (static or adaptive), None = off.
+            beta: KL coefficient (the paper's 0.005); 0 loads no reference model.
+            shared: the other options every objective shares (:class:`Objective`).
+                ``kl_ratio_weighted`` weights kl_t by exp(logp − stopgrad(logp)) (the on-policy
+                ratio with its gradient, as one-step GRPO under TRL's ``use_bias_correction_kl``).
         """
-        super().__init__(
-            beta=beta,
-            kl_estimator=kl_estimator,
-            kl_ratio_weighted=kl_ratio_weighted,
-            aggregation=aggregation,
-            loss_scale_factor=loss_scale_factor,
-            entropy_bonus=entropy_bonus,
-        )
+        super().__init__(beta=beta, **shared)
 
     def kl_weight(self, inputs: ObjectiveInputs) -> Tensor:
         return torch.exp(inputs.logp - inputs.logp.detach())  # [B, T], value 1, gradient ∇logp

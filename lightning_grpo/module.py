@@ -143,6 +143,7 @@ class GRPOModule(LightningModule):
         on_nonfinite: Literal["skip", "raise"] = "skip",
         gradient_checkpointing: bool = False,
         peft: PeftConfig | None = None,
+        max_consecutive_skips: int = 20,
     ) -> None:
         """
         Args:
@@ -167,6 +168,9 @@ class GRPOModule(LightningModule):
             num_completions_to_log: completions per text sample.
             on_nonfinite: when the gradient norm is NaN or infinite, ``skip`` the update (counted
                 in ``train/skipped_updates``) or ``raise``.
+            max_consecutive_skips: with ``on_nonfinite: skip``, this many skipped updates in a row stop
+                the run with an error naming the last good checkpoint (a run whose every update is
+                skipped is not training); 0: never stop.
             gradient_checkpointing: recompute the policy's decoder-layer activations in backward
                 (less memory, about one more forward of compute); generation runs in eval mode with
                 the KV cache, where it is off.
@@ -192,6 +196,7 @@ class GRPOModule(LightningModule):
         self.policy: torch.nn.Module | None = None
         self.reference: torch.nn.Module | None = None
         self.skipped_updates = 0
+        self.consecutive_skips = 0  # skipped updates since the last applied one
         self.val_metric: EvalAccumulator | None = None  # built at the first validation batch (k = its n)
         self.checkpoint_step = 0  # optimizer steps of the loaded checkpoint (0: none loaded)
 
@@ -445,8 +450,17 @@ class GRPOModule(LightningModule):
             if self.hparams.on_nonfinite == "raise":
                 raise FloatingPointError(f"non-finite gradient norm {grad_norm.item()} at step {self.global_step}")
             self.skipped_updates += 1
+            self.consecutive_skips += 1
             optimizer.zero_grad(set_to_none=True)
+            limit = self.hparams.get("max_consecutive_skips", 20)
+            if limit and self.consecutive_skips >= limit:
+                raise FloatingPointError(
+                    f"{self.consecutive_skips} updates in a row had a non-finite gradient norm and were skipped "
+                    f"(max_consecutive_skips={limit}, at step {self.global_step}): the run is not training. "
+                    f"{_last_good_checkpoint(self._trainer)}"
+                )
             return grad_norm.detach()
+        self.consecutive_skips = 0
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
@@ -573,3 +587,17 @@ def _markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str
     for cells in rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines)
+
+
+def _last_good_checkpoint(trainer: Any) -> str:
+    """Where a stopped run can resume: its newest periodic checkpoint (skipped updates changed no weight)."""
+    from pathlib import Path
+
+    from lightning_grpo.callbacks import newest_checkpoint
+
+    directories = [Path(c.dirpath) for c in getattr(trainer, "checkpoint_callbacks", []) if getattr(c, "dirpath", None)]
+    found = [p for p in (newest_checkpoint(d) for d in directories) if p is not None]
+    if not found:
+        return "This run has saved no checkpoint yet."
+    newest = max(found, key=lambda p: p.stat().st_mtime_ns)
+    return f"The last good checkpoint is {newest}; resume with --ckpt_path {newest} after fixing the cause."

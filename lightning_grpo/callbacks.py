@@ -283,7 +283,7 @@ DEFAULT_CHECKPOINT_MINUTES = 30.0
 class PeriodicCheckpoint(ModelCheckpoint):
     """The run's regular checkpoint: every ``every_n_minutes`` of training (default 30), or every
     ``every_n_train_steps`` optimizer steps when that is given, and once more when training ends;
-    the newest ``save_top_k`` (default 1) are kept, named ``step=K.ckpt``.
+    the newest ``save_top_k`` (default 1; -1: all) are kept, named ``step=K.ckpt``.
 
     ``lightning-grpo`` adds one to every run whose config has no ``ModelCheckpoint`` (a config that
     has one keeps exactly that; ``trainer.enable_checkpointing: false`` turns checkpoints off). In a
@@ -309,7 +309,7 @@ class PeriodicCheckpoint(ModelCheckpoint):
                 raise ValueError(f"every_n_minutes must be > 0, got {every_n_minutes}")
             interval = timedelta(minutes=every_n_minutes)
         super().__init__(
-            dirpath=dirpath, filename=filename, save_top_k=save_top_k, save_last=save_last,
+            dirpath=dirpath, filename=filename, save_top_k=save_top_k, save_last=save_last, monitor="step", mode="max",
             every_n_train_steps=every_n_train_steps, train_time_interval=interval, save_weights_only=save_weights_only,
         )
 

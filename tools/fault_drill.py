@@ -370,7 +370,9 @@ def drill_sigkill_while_saving(d: Drill, kills: int = 4, seed: int = 0) -> Drill
         start = newest(ckpt)
         resumed_from.append(start.name if start else None)
         run = d.start(f"kill-{attempt}", config, ckpt_path=start)
-        temp = wait_for(lambda: temp_files_in(ckpt), 300, poll=0.002)
+        wait_for(lambda: temp_files_in(ckpt) or run.process.poll() is not None, 300, poll=0.002)
+        if run.process.poll() is not None:
+            raise RuntimeError(f"the run ended before it was killed:\n{run.read_output()[-3000:]}")
         time.sleep(rng.uniform(0.0, 0.15))
         hits += bool(temp_files_in(ckpt))  # still mid-write when the kill lands
         os.killpg(run.process.pid, signal.SIGKILL)

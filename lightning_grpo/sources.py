@@ -359,8 +359,9 @@ class TableSource(PromptSource):
                 fields = self.convert(row)
             except ValueError as error:
                 line = f" (line {lines[index]})" if lines is not None and index < len(lines) else ""
+                why = f"not UTF-8 text ({error})" if isinstance(error, UnicodeDecodeError) else str(error)
                 raise ValueError(
-                    f"dataset {where}, row {index + 1}{line}: {error}; bad rows stop the load (rows and lines "
+                    f"dataset {where}, row {index + 1}{line}: {why}; bad rows stop the load (rows and lines "
                     "count from 1): fix or remove this row"
                 ) from error
             row_id = str(row[id_field]) if id_field is not None else f"{prefix}-{index}"

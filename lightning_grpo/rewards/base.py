@@ -103,7 +103,7 @@ class RewardComposer:
     :class:`RewardError` naming the function and the limit, ``'zero'`` scores them 0 and counts them
     (``timeout_counts[name]``, and in the error counts above). It is not retried one completion at a
     time as an exception is. When :data:`MAX_ABANDONED_CALLS` abandoned calls are still running,
-    the next timeout raises whatever the policy, so hung calls cannot pile up.
+    one more timeout raises whatever the policy, so hung calls cannot pile up.
     """
 
     def __init__(
@@ -206,7 +206,7 @@ class RewardComposer:
         self.timeout_counts[fn.name] += 1
         still_running = sum(t.is_alive() for t in self._abandoned)
         where = f"a call on {n} completion(s), the first {batch.completion_ids[0]!r}" if n else "a call"
-        if self.on_error == "raise" or still_running >= MAX_ABANDONED_CALLS:
+        if self.on_error == "raise" or still_running > MAX_ABANDONED_CALLS:
             why = "" if self.on_error == "raise" else (
                 f" ({still_running} timed-out calls are still running, the most allowed is {MAX_ABANDONED_CALLS})"
             )

@@ -104,7 +104,8 @@ def test_consecutive_skipped_updates_stop_the_run_naming_the_last_good_checkpoin
     seed_everything(0, verbose=False)
     checkpoint = PeriodicCheckpoint(dirpath=str(tmp_path / "ckpt"), every_n_train_steps=1)
     trainer = Trainer(accelerator="cpu", max_steps=20, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                      callbacks=[checkpoint, fault_drill.NaNGradientsFrom(step=2)], limit_val_batches=0)
+                      callbacks=[checkpoint, fault_drill.NaNGradientsFrom(step=2)], limit_val_batches=0,
+                      max_time="00:00:02:00")  # a guard: without the limit, skipped updates never reach max_steps
     module = GRPOModule(str(tiny_model_dir), objective=GRPO(beta=0.0), learning_rate=1e-3, max_consecutive_skips=3,
                         log_completions_every_n_steps=0)
     data = RolloutDataModule(Arithmetic(num_train=12), tokenizer=str(tiny_model_dir), prompts_per_step=2, group_size=4,

@@ -34,7 +34,12 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
-from lightning_grpo.checkpoint_io import CheckpointWriteError, TEMP_SUFFIX, write_folder_manifest
+from lightning_grpo.checkpoint_io import (
+    CheckpointWriteError,
+    TEMP_SUFFIX,
+    verify_checkpoint_folder,
+    write_folder_manifest,
+)
 
 
 # ---- interrupt checkpoint ------------------------------------------------------------------------
@@ -88,6 +93,9 @@ class InterruptCheckpoint(Callback):
         self._previous: dict[int, Any] = {}  # signal number -> the handler before ours
 
     # -- bookkeeping ----------------------------------------------------------------------------
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        verify_folders_before_loading(trainer.strategy)
+
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._boundary = None
         self._start_step = trainer.global_step
@@ -274,6 +282,27 @@ def _newest_note(trainer: Trainer) -> str:
         return "no earlier checkpoint of this run exists"
     path = max(newest, key=lambda p: p.stat().st_mtime_ns)
     return f"the newest complete checkpoint is {path} (intact)"
+
+
+def verify_folders_before_loading(strategy: Any) -> None:
+    """Make ``strategy.load_checkpoint`` check a folder checkpoint (``verify_checkpoint_folder``) first.
+
+    Lightning's ``ModelParallelStrategy`` (FSDP2) reads ``torch.distributed.checkpoint`` folders itself,
+    without the checkpoint IO that checks single files; this wraps its ``load_checkpoint`` on this
+    instance (once) so a missing, truncated or damaged shard is refused naming the file before any
+    rank loads a weight. Callbacks' ``setup`` runs before Lightning restores a checkpoint."""
+    if getattr(strategy, "_verifies_checkpoint_folders", False) or not hasattr(strategy, "load_checkpoint"):
+        return
+    load = strategy.load_checkpoint
+
+    def load_checkpoint(checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        path = Path(str(checkpoint_path))
+        if path.is_dir():
+            verify_checkpoint_folder(path)
+        return load(checkpoint_path, *args, **kwargs)
+
+    strategy.load_checkpoint = load_checkpoint
+    strategy._verifies_checkpoint_folders = True
 
 
 # ---- periodic checkpoint -------------------------------------------------------------------------

@@ -297,6 +297,25 @@ def test_damaged_folder_checkpoints_are_refused_naming_the_file(damage: str, man
         AtomicCheckpointIO().load_checkpoint(folder)
 
 
+def test_the_strategy_checks_a_folder_before_it_loads_one(tmp_path: Path) -> None:
+    """ModelParallelStrategy (FSDP2) reads folders without the checkpoint IO: InterruptCheckpoint.setup
+    wraps its load_checkpoint so the folder is checked first (a stand-in strategy records the loads)."""
+    from types import SimpleNamespace
+
+    from lightning_grpo.callbacks import InterruptCheckpoint
+
+    loaded: list[str] = []
+    strategy = SimpleNamespace(load_checkpoint=lambda path, weights_only=None: loaded.append(str(path)) or {})
+    InterruptCheckpoint().setup(SimpleNamespace(strategy=strategy), None, "fit")  # type: ignore[arg-type]
+    InterruptCheckpoint().setup(SimpleNamespace(strategy=strategy), None, "fit")  # type: ignore[arg-type]  (wrapped once)
+    folder = _dcp_folder(tmp_path / "step=3.ckpt")
+    strategy.load_checkpoint(folder)
+    _shard(folder).write_bytes(_shard(folder).read_bytes()[:64])
+    with pytest.raises(CheckpointLoadError, match=rf"'{_shard(folder)}'"):
+        strategy.load_checkpoint(folder, weights_only=False)
+    assert loaded == [str(folder)]  # the damaged folder never reached the strategy's own load
+
+
 def test_periodic_checkpoint_writes_a_manifest_after_a_folder_save(tmp_path: Path) -> None:
     from types import SimpleNamespace
 

@@ -1,7 +1,10 @@
 """Callbacks that make a run's first hour uneventful; ``lightning-grpo`` adds them to every run.
 
-- :class:`InterruptCheckpoint`: Ctrl-C or an exception during ``fit`` saves the state after the last
-  completed rollout, a checkpoint that resumes exactly.
+- :class:`InterruptCheckpoint`: Ctrl-C, SIGTERM or an exception during ``fit`` saves the state after the
+  last completed rollout, a checkpoint that resumes exactly.
+- :class:`PeriodicCheckpoint`: the checkpoint every run gets unless its config names one: every 30
+  minutes of training (or every N steps) and at the end, the newest kept; folder (sharded) saves get
+  a checksum manifest.
 - :func:`step_progress_bar`: the training bar counts optimizer steps, what ``trainer.max_steps``
   counts, also after a resume and across data epochs (Rich when installed, else tqdm).
 - :class:`ParameterSummary`: the model summary without the FLOPs Lightning never measured here.
@@ -14,9 +17,11 @@ from __future__ import annotations
 import copy
 import re
 import signal
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,13 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
+
+from lightning_grpo.checkpoint_io import (
+    CheckpointWriteError,
+    TEMP_SUFFIX,
+    verify_checkpoint_folder,
+    write_folder_manifest,
+)
 
 
 # ---- interrupt checkpoint ------------------------------------------------------------------------
@@ -57,9 +69,14 @@ class InterruptCheckpoint(Callback):
     run would (tested bitwise). It is written to ``dirpath/interrupted-step=K.ckpt`` (default: the
     ``ModelCheckpoint``'s folder, else ``<log dir>/checkpoints``) through the strategy's checkpoint IO.
 
-    A Ctrl-C (SIGINT) that arrives during a rollout's optimizer steps is held until they are done, then
-    acts at that step's end (a second Ctrl-C stops at once, without saving). An exception raised there
-    saves nothing, since the weights are between two steps, and says so. The module's
+    SIGTERM (what SLURM and most schedulers send first, a grace period before SIGKILL) acts as Ctrl-C
+    does, at once: it does not wait for the rollout to finish. A Ctrl-C or SIGTERM that arrives during a
+    rollout's optimizer steps is held until they are done, then acts at that step's end (a second one
+    stops at once, without saving). An exception raised there saves nothing, since the weights are
+    between two steps, and says so. The save prints one line first, ``<signal>: saving the state after
+    step K to PATH (signal again to abort)``; a second Ctrl-C or SIGTERM during the save abandons it
+    with one line naming the newest complete checkpoint, which the atomic writer left intact (no
+    traceback). An exception that is itself a failed checkpoint write (disk full) saves nothing more. The module's
     ``on_save_checkpoint`` runs once per step on a scratch dict, so it must stay cheap. One process only:
     with several ranks an exception may reach one rank alone, and a save needs them all; there the
     callback says it did not save.
@@ -72,9 +89,13 @@ class InterruptCheckpoint(Callback):
         self._start_step = 0
         self._updating = False  # an optimizer step was taken since the last boundary
         self._stop_requested = False
-        self._previous_sigint: Any = _NO_HANDLER
+        self._held_signal = "Ctrl-C"
+        self._previous: dict[int, Any] = {}  # signal number -> the handler before ours
 
     # -- bookkeeping ----------------------------------------------------------------------------
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        verify_folders_before_loading(trainer.strategy)
+
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._boundary = None
         self._start_step = trainer.global_step
@@ -90,6 +111,8 @@ class InterruptCheckpoint(Callback):
         self._updating = False
         if self._stop_requested:
             self._stop_requested = False
+            if self._held_signal == "SIGTERM":
+                raise Terminated("SIGTERM, held until the rollout's optimizer steps were done")
             raise KeyboardInterrupt("Ctrl-C, held until the rollout's optimizer steps were done")
 
     def _capture(self, trainer: Trainer, pl_module: LightningModule) -> _Boundary:
@@ -105,13 +128,16 @@ class InterruptCheckpoint(Callback):
 
     # -- the save -------------------------------------------------------------------------------
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        self._restore_sigint()
+        self._restore_signals()
         if trainer.state.fn != TrainerFn.FITTING:
             return
-        name = type(exception).__name__
+        name = _cause_name(exception)
         boundary = self._boundary
         if trainer.world_size > 1:
             rank_zero_warn(f"{name}: no interrupt checkpoint with {trainer.world_size} processes (one process only)")
+            return
+        if isinstance(exception, CheckpointWriteError):
+            _say(f"{name}: no interrupt checkpoint either (it would fail alike); {_newest_note(trainer)}")
             return
         if boundary is None:
             rank_zero_info(
@@ -125,19 +151,26 @@ class InterruptCheckpoint(Callback):
                 "resume from the last periodic checkpoint"
             )
             return
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-        checkpoint["loops"] = boundary.loops
-        checkpoint.update(boundary.module_extras)
-        if boundary.datamodule is not None:
-            key, state = boundary.datamodule
-            checkpoint[key] = state
         path = self._directory(trainer) / f"interrupted-step={boundary.step}.ckpt"
-        trainer.strategy.save_checkpoint(checkpoint, path)
+        newest = _newest_note(trainer)  # before the save: what a second signal leaves
+        _say(f"{name}: saving the state after step {boundary.step} to {path} (signal again to abort)")
+        try:
+            with _abort_on_signal():
+                checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+                checkpoint["loops"] = boundary.loops
+                checkpoint.update(boundary.module_extras)
+                if boundary.datamodule is not None:
+                    key, state = boundary.datamodule
+                    checkpoint[key] = state
+                trainer.strategy.save_checkpoint(checkpoint, path)
+        except _SaveAborted as aborted:
+            _say(f"{aborted.signal_name} during the save: abandoned {path} (no partial file is left); {newest}")
+            return
+        except Exception as error:  # the run is stopping anyway: one line, not a second traceback
+            _say(f"the interrupt checkpoint could not be saved: {type(error).__name__}: {error}; {newest}")
+            return
         self.saved = path
-        rank_zero_info(
-            f"{name} in the rollout after step {boundary.step}: saved the state after step {boundary.step} to {path}; "
-            f"continue with --ckpt_path {path}"
-        )
+        _say(f"saved the state after step {boundary.step} to {path}; continue with --ckpt_path {path}")
 
     def _directory(self, trainer: Trainer) -> Path:
         if self.dirpath is not None:
@@ -147,34 +180,177 @@ class InterruptCheckpoint(Callback):
                 return Path(callback.dirpath)
         return Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
 
-    # -- Ctrl-C -----------------------------------------------------------------------------------
+    # -- Ctrl-C and SIGTERM -----------------------------------------------------------------------
     def _install_sigint(self, trainer: Trainer) -> None:
         if trainer.world_size > 1 or threading.current_thread() is not threading.main_thread():
             return
-        self._previous_sigint = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self._on_sigint)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
 
-    def _restore_sigint(self) -> None:
-        if self._previous_sigint is _NO_HANDLER:
-            return
-        # After a KeyboardInterrupt Lightning ignores further Ctrl-C while it shuts down: leave that as is.
-        if signal.getsignal(signal.SIGINT) == self._on_sigint:
-            previous = self._previous_sigint
-            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-        self._previous_sigint = _NO_HANDLER
+    def _restore_signals(self) -> None:
+        for signum, previous in self._previous.items():
+            # After a KeyboardInterrupt Lightning ignores further Ctrl-C while it shuts down: leave that as is.
+            if signal.getsignal(signum) == self._on_signal:
+                default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+                signal.signal(signum, previous if previous is not None else default)
+        self._previous = {}
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
         if self._updating and not self._stop_requested:
             self._stop_requested = True
-            rank_zero_info(
-                "Ctrl-C: finishing this rollout's optimizer steps, then saving a checkpoint "
-                "(Ctrl-C again stops at once, without one)"
+            self._held_signal = name
+            _say(
+                f"{name}: finishing this rollout's optimizer steps, then saving a checkpoint "
+                f"({name} again stops at once, without one)"
             )
             return
+        if signum == signal.SIGTERM:
+            raise Terminated("SIGTERM")
         raise KeyboardInterrupt
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._restore_sigint()
+        self._restore_signals()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt (so Lightning shuts down alike, exit status 1)."""
+
+
+class _SaveAborted(BaseException):
+    """A second Ctrl-C or SIGTERM during the interrupt checkpoint's save."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class _abort_on_signal:
+    """Within the block, Ctrl-C or SIGTERM raises :class:`_SaveAborted`; the handlers before it come back after."""
+
+    def __enter__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._raise)
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise _SaveAborted("SIGTERM" if signum == signal.SIGTERM else "Ctrl-C")
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+
+
+def _cause_name(exception: BaseException) -> str:
+    if isinstance(exception, Terminated):
+        return "SIGTERM"
+    if isinstance(exception, KeyboardInterrupt):
+        return "Ctrl-C"
+    return type(exception).__name__
+
+
+def _say(message: str) -> None:
+    """One line on stderr from rank zero, flushed at once (a scheduler may SIGKILL soon after)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def newest_checkpoint(directory: Path) -> Path | None:
+    """The most recently written complete checkpoint (file or folder) in ``directory``, or None.
+
+    Temporary files of an unfinished atomic write (``.<name>.*.tmp``) are never taken for one."""
+    if not directory.is_dir():
+        return None
+    found = [
+        p for p in directory.iterdir()
+        if not p.name.startswith(".") and not p.name.endswith(TEMP_SUFFIX) and (p.suffix == ".ckpt")
+    ]
+    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
+def _newest_note(trainer: Trainer) -> str:
+    directories = [Path(c.dirpath) for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.dirpath]
+    newest = [p for p in (newest_checkpoint(d) for d in directories) if p is not None]
+    if not newest:
+        return "no earlier checkpoint of this run exists"
+    path = max(newest, key=lambda p: p.stat().st_mtime_ns)
+    return f"the newest complete checkpoint is {path} (intact)"
+
+
+def verify_folders_before_loading(strategy: Any) -> None:
+    """Make ``strategy.load_checkpoint`` check a folder checkpoint (``verify_checkpoint_folder``) first.
+
+    Lightning's ``ModelParallelStrategy`` (FSDP2) reads ``torch.distributed.checkpoint`` folders itself,
+    without the checkpoint IO that checks single files; this wraps its ``load_checkpoint`` on this
+    instance (once) so a missing, truncated or damaged shard is refused naming the file before any
+    rank loads a weight. Callbacks' ``setup`` runs before Lightning restores a checkpoint."""
+    if getattr(strategy, "_verifies_checkpoint_folders", False) or not hasattr(strategy, "load_checkpoint"):
+        return
+    load = strategy.load_checkpoint
+
+    def load_checkpoint(checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        path = Path(str(checkpoint_path))
+        if path.is_dir():
+            verify_checkpoint_folder(path)
+        return load(checkpoint_path, *args, **kwargs)
+
+    strategy.load_checkpoint = load_checkpoint
+    strategy._verifies_checkpoint_folders = True
+
+
+# ---- periodic checkpoint -------------------------------------------------------------------------
+DEFAULT_CHECKPOINT_MINUTES = 30.0
+
+
+class PeriodicCheckpoint(ModelCheckpoint):
+    """The run's regular checkpoint: every ``every_n_minutes`` of training (default 30), or every
+    ``every_n_train_steps`` optimizer steps when that is given, and once more when training ends;
+    the newest ``save_top_k`` (default 1; -1: all) are kept, named ``step=K.ckpt``.
+
+    ``lightning-grpo`` adds one to every run whose config has no ``ModelCheckpoint`` (a config that
+    has one keeps exactly that; ``trainer.enable_checkpointing: false`` turns checkpoints off). In a
+    config: ``class_path: lightning_grpo.callbacks.PeriodicCheckpoint`` with ``init_args:
+    every_n_train_steps: 50``. A folder checkpoint (FSDP2's sharded save) gets ``checksums.json``
+    after it is complete (:func:`~lightning_grpo.checkpoint_io.write_folder_manifest`), which the
+    load checks.
+    """
+
+    def __init__(
+        self,
+        dirpath: str | None = None,
+        every_n_train_steps: int | None = None,
+        every_n_minutes: float | None = DEFAULT_CHECKPOINT_MINUTES,
+        save_top_k: int = 1,
+        save_last: bool | None = None,
+        filename: str | None = "{step}",
+        save_weights_only: bool = False,
+    ) -> None:
+        interval = None
+        if every_n_train_steps is None and every_n_minutes is not None:
+            if every_n_minutes <= 0:
+                raise ValueError(f"every_n_minutes must be > 0, got {every_n_minutes}")
+            interval = timedelta(minutes=every_n_minutes)
+        super().__init__(
+            dirpath=dirpath, filename=filename, save_top_k=save_top_k, save_last=save_last, monitor="step", mode="max",
+            every_n_train_steps=every_n_train_steps, train_time_interval=interval, save_weights_only=save_weights_only,
+        )
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.global_step != self._last_global_step_saved and not trainer.fast_dev_run:
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+        super().on_train_end(trainer, pl_module)
+
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        if trainer.is_global_zero and Path(filepath).is_dir():
+            write_folder_manifest(filepath)
 
 
 # ---- progress bar --------------------------------------------------------------------------------
@@ -354,6 +530,9 @@ def default_callbacks(configured: list[Callback], trainer_args: Any) -> list[Cal
         extra.append(step_progress_bar())
     if trainer_args.get("enable_model_summary") is not False and not has(ModelSummary):
         extra.append(ParameterSummary())
-    if trainer_args.get("enable_checkpointing") is not False and not has(InterruptCheckpoint):
-        extra.append(InterruptCheckpoint())
+    if trainer_args.get("enable_checkpointing") is not False:
+        if not has(ModelCheckpoint):
+            extra.append(PeriodicCheckpoint())
+        if not has(InterruptCheckpoint):
+            extra.append(InterruptCheckpoint())
     return extra

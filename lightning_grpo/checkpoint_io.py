@@ -23,15 +23,31 @@ checks: a checkpoint with a few flipped bytes would load and train on with damag
 ``python -m zipfile -t FILE``; for a file written by any ``torch.save``, this plugin's or not), and
 :class:`AtomicCheckpointIO` runs it before each load. Every load error, from a missing, empty,
 truncated, damaged or foreign file to a failing unpickle, is a :class:`CheckpointLoadError` naming
-the file. Folder checkpoints (``torch.distributed.checkpoint``) are not covered.
+the file.
+
+A failed write (disk full, a file-size limit, a quota) raises :class:`CheckpointWriteError` naming the
+target, the errno's text and the free space left on that filesystem; the target still holds the
+previous checkpoint, since only the temporary file was written.
+
+Folder checkpoints (``torch.distributed.checkpoint``, FSDP2's sharded saves) carry no checksums of
+their own. :func:`write_folder_manifest` records every file's size and CRC-32 in
+``checksums.json`` once a save has finished (``lightning_grpo.callbacks.PeriodicCheckpoint`` does
+it after each folder save), and :func:`verify_checkpoint_folder` checks a folder before it is loaded:
+``.metadata`` readable, every shard file it references present and long enough for the byte ranges
+it records, Lightning's ``meta.pt`` a sound archive, and, where the manifest exists, every file's size
+and CRC-32. Errors are :class:`CheckpointLoadError` naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import os
+import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +71,10 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path)
-    fd, temp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        fd, temp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as error:
+        raise CheckpointWriteError.of(path, error) from error
     try:
         if hasattr(os, "fchmod"):  # mkstemp makes the file private (0600); a checkpoint gets open()'s mode
             os.fchmod(fd, default_file_mode())
@@ -64,11 +83,55 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
+        cause = _write_os_error(error)
+        if cause is not None:
+            raise CheckpointWriteError.of(path, cause) from error
         raise
     _fsync_directory(path.parent)
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES}
+
+
+def _write_os_error(error: BaseException) -> OSError | None:
+    """The OSError behind a failed write: ``torch.save`` reports a failed ``write`` as a RuntimeError of
+    its zip writer ("unexpected pos ...") whose context is the OSError; None when there is none."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in WRITE_ERRNOS:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, file-size limit, quota, read-only); names the
+    target and the free space. The target still holds what it held before."""
+
+    @classmethod
+    def of(cls, path: Path, cause: OSError) -> "CheckpointWriteError":
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 2**20:,.1f} MiB free"
+        except OSError:
+            free = "free space unknown"
+        previous = (
+            f"the previous checkpoint at {str(path)!r} is intact" if path.is_file()
+            else f"nothing was written at {str(path)!r}"
+        )
+        return cls(
+            cause.errno,
+            f"cannot write checkpoint {str(path)!r}: {cause.strerror or cause} (errno {cause.errno}); "
+            f"{free} on the filesystem of {str(path.parent)!r}; {previous}; free space or lower the file-size "
+            "limit, then resume from the newest checkpoint",
+        )
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def default_file_mode() -> int:
@@ -125,7 +188,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not isinstance(get_filesystem(path), LocalFileSystem):
             return super().load_checkpoint(path, **kwargs)
         local = Path(str(path).removeprefix("file://"))
-        if local.is_dir():  # a torch.distributed.checkpoint folder: the strategy reads it, not this plugin
+        if local.is_dir():  # a torch.distributed.checkpoint folder: checked here, then Lightning reads it
+            verify_checkpoint_folder(local)
             return super().load_checkpoint(path, **kwargs)
         verify_checkpoint_file(local)
         try:
@@ -180,3 +244,113 @@ def verify_checkpoint_file(path: str | os.PathLike[str]) -> None:
             f"checkpoint {str(path)!r} is damaged ({type(error).__name__}: {error}); "
             "it fails its checksum, do not train from it: use an earlier checkpoint"
         ) from error
+
+
+# ---- folder checkpoints (torch.distributed.checkpoint) ---------------------------------------------
+MANIFEST_NAME = "checksums.json"
+DCP_METADATA = ".metadata"  # torch.distributed.checkpoint's index of every tensor's file and byte range
+LIGHTNING_METADATA = "meta.pt"  # what Lightning's ModelParallelStrategy saves beside the shards
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def write_folder_manifest(folder: str | os.PathLike[str]) -> Path:
+    """Record the size and CRC-32 of every file in a finished checkpoint folder in ``checksums.json``
+    (written atomically); returns its path."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME and not p.name.endswith(TEMP_SUFFIX))
+    entries = {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "crc32": _crc32(p)} for p in files}
+    target = folder / MANIFEST_NAME
+    fd, temp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=TEMP_SUFFIX, dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"files": entries}, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, target)
+    return target
+
+
+def verify_checkpoint_folder(folder: str | os.PathLike[str]) -> None:
+    """Check a ``torch.distributed.checkpoint`` folder before loading it; raises
+    :class:`CheckpointLoadError` naming the missing, truncated or damaged file.
+
+    Checks ``.metadata`` (present, readable), every shard file it references (present, at least as long
+    as the byte ranges it records), Lightning's ``meta.pt`` where the folder has one (a sound archive),
+    and, when ``checksums.json`` is there, every listed file's size and CRC-32. Without the manifest a
+    flipped byte inside a shard cannot be seen (the format has no checksums).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {str(folder)!r} does not exist")
+    index = folder / DCP_METADATA
+    if not index.is_file():
+        raise CheckpointLoadError(
+            f"checkpoint folder {str(folder)!r} has no {DCP_METADATA} file: the sharded save did not finish, or it "
+            "is not a torch.distributed.checkpoint folder; use an earlier checkpoint"
+        )
+    manifest = _read_manifest(folder)
+    if manifest is not None:
+        for name, entry in manifest.items():
+            _check_listed_file(folder / name, entry)
+    try:
+        from torch.distributed.checkpoint import FileSystemReader
+
+        metadata = FileSystemReader(str(folder)).read_metadata()
+    except Exception as error:
+        raise CheckpointLoadError(
+            f"checkpoint file {str(index)!r} is damaged ({type(error).__name__}: {error}); use an earlier checkpoint"
+        ) from error
+    needed: dict[str, int] = {}  # shard file -> bytes its recorded ranges reach
+    for info in (metadata.storage_data or {}).values():
+        end = int(info.offset) + int(info.length)
+        needed[info.relative_path] = max(needed.get(info.relative_path, 0), end)
+    for name, end in sorted(needed.items()):
+        shard = folder / name
+        if not shard.is_file():
+            raise CheckpointLoadError(
+                f"checkpoint shard {str(shard)!r} is missing (listed in {DCP_METADATA}); the folder is incomplete: "
+                "use an earlier checkpoint"
+            )
+        size = shard.stat().st_size
+        if size < end:
+            raise CheckpointLoadError(
+                f"checkpoint shard {str(shard)!r} is truncated: {size} bytes, but {DCP_METADATA} records data up to "
+                f"byte {end}; use an earlier checkpoint"
+            )
+    if (folder / LIGHTNING_METADATA).exists():
+        verify_checkpoint_file(folder / LIGHTNING_METADATA)
+
+
+def _read_manifest(folder: Path) -> dict[str, dict[str, int]] | None:
+    path = folder / MANIFEST_NAME
+    if not path.exists():
+        return None
+    try:
+        files = json.loads(path.read_text())["files"]
+        return {str(k): {"bytes": int(v["bytes"]), "crc32": int(v["crc32"])} for k, v in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CheckpointLoadError(f"checkpoint manifest {str(path)!r} is damaged ({type(error).__name__}: {error})") from error
+
+
+def _check_listed_file(path: Path, entry: dict[str, int]) -> None:
+    if not path.is_file():
+        raise CheckpointLoadError(
+            f"checkpoint file {str(path)!r} is missing (listed in {MANIFEST_NAME}); use an earlier checkpoint"
+        )
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise CheckpointLoadError(
+            f"checkpoint file {str(path)!r} is {size} bytes, {MANIFEST_NAME} records {entry['bytes']}: truncated or "
+            "rewritten; use an earlier checkpoint"
+        )
+    if _crc32(path) != entry["crc32"]:
+        raise CheckpointLoadError(
+            f"checkpoint file {str(path)!r} is damaged: its CRC-32 differs from the one in {MANIFEST_NAME}; "
+            "do not train from it: use an earlier checkpoint"
+        )

@@ -165,6 +165,7 @@ class GRPOModule(LightningModule):
         self.policy: torch.nn.Module | None = None
         self.reference: torch.nn.Module | None = None
         self.skipped_updates = 0
+        self.consecutive_skips = 0  # skipped updates since the last applied one
         self.val_metric: EvalAccumulator | None = None  # built at the first validation batch (k = its n)
         self.checkpoint_step = 0  # optimizer steps of the loaded checkpoint (0: none loaded)
 
@@ -418,8 +419,17 @@ class GRPOModule(LightningModule):
             if self.update.on_nonfinite == "raise":
                 raise FloatingPointError(f"non-finite gradient norm {grad_norm.item()} at step {self.global_step}")
             self.skipped_updates += 1
+            self.consecutive_skips += 1
             optimizer.zero_grad(set_to_none=True)
+            limit = self.update.max_consecutive_skips
+            if limit and self.consecutive_skips >= limit:
+                raise FloatingPointError(
+                    f"{self.consecutive_skips} updates in a row had a non-finite gradient norm and were skipped "
+                    f"(max_consecutive_skips={limit}, at step {self.global_step}): the run is not training. "
+                    f"{_last_good_checkpoint(self._trainer)}"
+                )
             return grad_norm.detach()
+        self.consecutive_skips = 0
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
@@ -546,3 +556,17 @@ def _markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str
     for cells in rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines)
+
+
+def _last_good_checkpoint(trainer: Any) -> str:
+    """Where a stopped run can resume: its newest periodic checkpoint (skipped updates changed no weight)."""
+    from pathlib import Path
+
+    from lightning_grpo.callbacks import newest_checkpoint
+
+    directories = [Path(c.dirpath) for c in getattr(trainer, "checkpoint_callbacks", []) if getattr(c, "dirpath", None)]
+    found = [p for p in (newest_checkpoint(d) for d in directories) if p is not None]
+    if not found:
+        return "This run has saved no checkpoint yet."
+    newest = max(found, key=lambda p: p.stat().st_mtime_ns)
+    return f"The last good checkpoint is {newest}; resume with --ckpt_path {newest} after fixing the cause."

@@ -55,6 +55,9 @@ class UpdateLoop:
         logp_chunk_size: completion positions per float32 chunk of the log-prob/entropy pass.
         on_nonfinite: when the gradient norm is NaN or infinite, ``skip`` the update (counted in
             ``train/skipped_updates``) or ``raise``.
+        max_consecutive_skips: with ``on_nonfinite: skip``, this many skipped updates in a row stop the run
+            with an error naming the last good checkpoint (a run whose every update is skipped is not
+            training); 0: never stop.
     """
 
     updates_per_rollout: int = 1
@@ -63,6 +66,7 @@ class UpdateLoop:
     mask_truncated: bool = False
     logp_chunk_size: int = 64
     on_nonfinite: Literal["skip", "raise"] = "skip"
+    max_consecutive_skips: int = 20
 
     def __post_init__(self) -> None:
         for name, value in (("updates_per_rollout", self.updates_per_rollout), ("epochs", self.epochs)):

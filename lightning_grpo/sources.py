@@ -19,6 +19,13 @@ either
 A path that looks like a file (it has one of the suffixes above) or cannot be a hub id (``./x``,
 ``/x``, ``~/x``, ``a/b/c``) but does not exist is reported as missing, without asking the hub.
 The default ids are the hub's own; nothing is read from outside the repository unless a config says so.
+
+Bad rows stop the load, the same for training and held-out data: a row with an empty or missing
+question, an empty or missing gold answer (after the source's own extraction, e.g. GSM8K's ``####``),
+raises a ``ValueError`` naming the file (or hub id, config and split), the row counted from 1 in the
+order the data holds them and, for a JSON-lines file, its line (counted from 1); a text file with
+bytes that are not UTF-8 raises naming the file, line and byte. Nothing is skipped silently: a
+dataset with bad rows is one to fix or filter on purpose, not to train on a quietly different subset.
 """
 
 from __future__ import annotations
@@ -128,7 +135,9 @@ def _read_file(path: Path) -> datasets.Dataset:
     try:
         return datasets.load_dataset(kind, data_files=str(path), split="train")
     except Exception as error:  # datasets reports an empty or malformed file in its own words
-        where = _first_bad_json_line(path) if kind == "json" else None
+        where = _first_non_utf8_line(path) if kind in ("json", "csv") else None
+        if where is None and kind == "json":
+            where = _first_bad_json_line(path)
         detail = f" at {where}" if where else ""
         raise ValueError(
             f"dataset {str(path)!r} could not be read as {kind}{detail} (is it empty or malformed?): {error}"
@@ -149,6 +158,28 @@ def _read_folder(path: Path, split: str, config: str | None) -> datasets.Dataset
         raise ValueError(f"dataset folder {str(path)!r} (split {split!r}) could not be read: {error}") from error
 
 
+def _first_non_utf8_line(path: Path) -> str | None:
+    """``"line N, byte B: not UTF-8 text"`` for the first bytes of ``path`` that are not UTF-8, else None
+    (lines and bytes counted from 1; the byte within the file)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        return f"line {line}, byte {error.start + 1}: not UTF-8 text ({data[error.start:error.start + 1]!r})"
+    return None
+
+
+def _data_lines(path: Path) -> list[int] | None:
+    """For a local JSON-lines file, the line (from 1) of each row (blank lines hold none); else None."""
+    if path.suffix.lower() != ".jsonl" or not path.is_file():
+        return None
+    try:
+        return [n for n, line in enumerate(path.read_bytes().split(b"\n"), start=1) if line.strip()]
+    except OSError:
+        return None
+
+
 def _first_bad_json_line(path: Path) -> str | None:
     """``"line N: why"`` for the first line of a JSON-lines file that is not a JSON object, else None.
 
@@ -156,8 +187,8 @@ def _first_bad_json_line(path: Path) -> str | None:
     """
     try:
         text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        return f"byte {error.start}: not UTF-8 text"
+    except UnicodeDecodeError:
+        return _first_non_utf8_line(path)
     if not text.strip():
         return None
     if text.lstrip().startswith("["):
@@ -253,7 +284,8 @@ class TableSource(PromptSource):
         if self.id_field is not None and self.id_field not in consumed:
             consumed.add(self.id_field)
         renamed = {c: f"source_{c}" for c in RESERVED_EXTRA if c in table.column_names and c not in consumed}
-        convert = self._row_converter(where, prefix)
+        local = Path(path).expanduser()
+        convert = self._row_converter(where, prefix, _data_lines(local) if local.is_file() else None)
         table = table.map(
             convert,
             with_indices=True,
@@ -263,14 +295,21 @@ class TableSource(PromptSource):
         )
         return table.rename_columns(renamed) if renamed else table
 
-    def _row_converter(self, where: str, prefix: str) -> Callable[[dict[str, Any], int], dict[str, str]]:
+    def _row_converter(
+        self, where: str, prefix: str, lines: list[int] | None = None
+    ) -> Callable[[dict[str, Any], int], dict[str, str]]:
         id_field = self.id_field
 
         def convert(row: dict[str, Any], index: int) -> dict[str, str]:
             try:
                 fields = self.convert(row)
             except ValueError as error:
-                raise ValueError(f"dataset {where}, row {index}: {error}") from error
+                line = f" (line {lines[index]})" if lines is not None and index < len(lines) else ""
+                why = f"not UTF-8 text ({error})" if isinstance(error, UnicodeDecodeError) else str(error)
+                raise ValueError(
+                    f"dataset {where}, row {index + 1}{line}: {why}; bad rows stop the load (rows and lines "
+                    "count from 1): fix or remove this row"
+                ) from error
             row_id = str(row[id_field]) if id_field is not None else f"{prefix}-{index}"
             return {"id": row_id, **fields}
 
@@ -278,8 +317,10 @@ class TableSource(PromptSource):
 
 
 def _text(row: dict[str, Any], field: str) -> str:
-    value = row[field]
-    if value is None or (isinstance(value, str) and not value.strip()):
+    value = row.get(field)
+    if value is None:
+        raise ValueError(f"the field {field!r} is missing (null)")
+    if isinstance(value, str) and not value.strip():
         raise ValueError(f"the field {field!r} is empty")
     return str(value)
 
@@ -425,8 +466,8 @@ class JsonlProblems(TableSource):
     def convert(self, row: dict[str, Any]) -> dict[str, str]:
         solution = row.get(self.solution_field) if self.solution_field is not None else None
         return {
-            "question": str(row[self.question_field]),
-            "answer": str(row[self.answer_field]),
+            "question": _text(row, self.question_field),
+            "answer": _text(row, self.answer_field),
             "solution": "" if solution is None else str(solution),
         }
 

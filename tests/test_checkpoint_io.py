@@ -6,12 +6,14 @@ error that names the file, before any weight reaches the model.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,9 +21,12 @@ import torch
 from lightning_grpo.checkpoint_io import (
     AtomicCheckpointIO,
     CheckpointLoadError,
+    CheckpointWriteError,
     TEMP_SUFFIX,
     temp_prefix,
     verify_checkpoint_file,
+    verify_checkpoint_folder,
+    write_folder_manifest,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,6 +205,133 @@ def test_trainer_refuses_a_damaged_checkpoint_before_restoring(tmp_path: Path) -
     checkpoint.write_bytes(bytes(data))
     with pytest.raises(CheckpointLoadError, match=str(checkpoint)):
         trainer().fit(BoringModel(), ckpt_path=checkpoint)
+
+
+# ---- disk full -----------------------------------------------------------------------------------
+def test_disk_full_names_the_path_and_free_space_and_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault-injecting writer: the file object fails with ENOSPC after 4 KiB, as a full disk does
+    (torch.save reports it as an opaque RuntimeError of its zip writer; the OSError is its context)."""
+    import errno
+
+    import lightning_grpo.checkpoint_io as checkpoint_io
+
+    target = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1, "w": torch.arange(8.0)}, target)
+    real_save = torch.save
+
+    class FullDisk:
+        def __init__(self, f: Any) -> None:
+            self.f, self.written = f, 0
+
+        def write(self, data: Any) -> int:
+            self.written += len(data)
+            if self.written > 4096:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", lambda obj, f: real_save(obj, FullDisk(f)))
+    with pytest.raises(CheckpointWriteError, match=rf"cannot write checkpoint '{target}': No space left on device "
+                       r"\(errno 28\); [\d,.]+ MiB free on the filesystem of .*the previous checkpoint .* is intact") as caught:
+        io.save_checkpoint({"step": 2, "w": torch.zeros(1 << 16)}, target)
+    assert caught.value.errno == errno.ENOSPC
+    monkeypatch.setattr(checkpoint_io.torch, "save", real_save)
+    assert io.load_checkpoint(target)["step"] == 1
+    assert _temp_files(target) == []
+
+
+# ---- folder (torch.distributed.checkpoint) checkpoints ----------------------------------------------
+def _dcp_folder(folder: Path, manifest: bool = True) -> Path:
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+
+    folder.mkdir(parents=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "assuming the intent is to save in a single process"
+        dcp.save({"state_dict": {f"w{i}": torch.full((32, 32), float(i)) for i in range(3)}}, checkpoint_id=str(folder))
+    torch.save({"global_step": 3}, folder / "meta.pt")
+    if manifest:
+        write_folder_manifest(folder)
+    return folder
+
+
+def _shard(folder: Path) -> Path:
+    (shard,) = folder.glob("*.distcp")
+    return shard
+
+
+@pytest.mark.parametrize("manifest", [True, False])
+@pytest.mark.parametrize("damage", ["missing", "truncated", "flipped", "no index", "meta.pt truncated"])
+def test_damaged_folder_checkpoints_are_refused_naming_the_file(damage: str, manifest: bool, tmp_path: Path) -> None:
+    folder = _dcp_folder(tmp_path / "step=3.ckpt", manifest)
+    verify_checkpoint_folder(folder)  # sound as written
+    shard = _shard(folder)
+    named, why = shard, {"missing": "missing", "truncated": "truncated|bytes", "flipped": "damaged"}.get(damage)
+    if damage == "missing":
+        shard.unlink()
+    elif damage == "truncated":
+        shard.write_bytes(shard.read_bytes()[:-100])
+    elif damage == "flipped":
+        data = bytearray(shard.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        shard.write_bytes(bytes(data))
+    elif damage == "no index":
+        (folder / ".metadata").unlink()
+        named, why = folder, "no .metadata"
+    else:
+        meta = folder / "meta.pt"
+        meta.write_bytes(meta.read_bytes()[:50])
+        named, why = meta, "truncated|not a torch.save archive|bytes"
+    if damage == "flipped" and not manifest:  # the format has no checksum: only the manifest sees a flipped byte
+        verify_checkpoint_folder(folder)
+        return
+    with pytest.raises(CheckpointLoadError, match=rf"'{named}'.*({why})"):
+        verify_checkpoint_folder(folder)
+    with pytest.raises(CheckpointLoadError, match=rf"'{named}'"):  # the plugin checks a folder before Lightning reads it
+        AtomicCheckpointIO().load_checkpoint(folder)
+
+
+def test_the_strategy_checks_a_folder_before_it_loads_one(tmp_path: Path) -> None:
+    """ModelParallelStrategy (FSDP2) reads folders without the checkpoint IO: InterruptCheckpoint.setup
+    wraps its load_checkpoint so the folder is checked first (a stand-in strategy records the loads)."""
+    from types import SimpleNamespace
+
+    from lightning_grpo.callbacks import InterruptCheckpoint
+
+    loaded: list[str] = []
+    strategy = SimpleNamespace(load_checkpoint=lambda path, weights_only=None: loaded.append(str(path)) or {})
+    InterruptCheckpoint().setup(SimpleNamespace(strategy=strategy), None, "fit")  # type: ignore[arg-type]
+    InterruptCheckpoint().setup(SimpleNamespace(strategy=strategy), None, "fit")  # type: ignore[arg-type]  (wrapped once)
+    folder = _dcp_folder(tmp_path / "step=3.ckpt")
+    strategy.load_checkpoint(folder)
+    _shard(folder).write_bytes(_shard(folder).read_bytes()[:64])
+    with pytest.raises(CheckpointLoadError, match=rf"'{_shard(folder)}'"):
+        strategy.load_checkpoint(folder, weights_only=False)
+    assert loaded == [str(folder)]  # the damaged folder never reached the strategy's own load
+
+
+def test_periodic_checkpoint_writes_a_manifest_after_a_folder_save(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from lightning_grpo.callbacks import PeriodicCheckpoint
+
+    folder = tmp_path / "step=3.ckpt"
+    trainer = SimpleNamespace(global_step=3, is_global_zero=True, loggers=[],
+                              save_checkpoint=lambda path, weights_only=False: _dcp_folder(Path(path), manifest=False))
+    PeriodicCheckpoint(dirpath=str(tmp_path), every_n_train_steps=1)._save_checkpoint(trainer, str(folder))
+    listed = json.loads((folder / "checksums.json").read_text())["files"]
+    assert sorted(listed) == sorted(p.name for p in folder.iterdir() if p.name != "checksums.json")
+    data = bytearray(_shard(folder).read_bytes())
+    data[7] ^= 0x40
+    _shard(folder).write_bytes(bytes(data))
+    with pytest.raises(CheckpointLoadError, match="CRC-32"):
+        verify_checkpoint_folder(folder)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -91,8 +94,10 @@ class CtrlCAt(Callback):
 @pytest.fixture(autouse=True)
 def restore_sigint():  # type: ignore[no-untyped-def]
     """Lightning ignores SIGINT after a KeyboardInterrupt (while it shuts down); put the default back."""
+    sigterm = signal.getsignal(signal.SIGTERM)
     yield
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, sigterm)
 
 
 def _fit(model_dir: Path, root: Path, max_steps: int, callbacks: list[Callback], reward: RewardFunction | None = None,
@@ -211,3 +216,72 @@ def test_stopped_between_two_optimizer_steps_saves_nothing_and_says_why(cause: s
                  updates=2, every=100)
     assert any("the weights are between two steps" in str(w.message) for w in caught), [str(w.message) for w in caught]
     assert not (tmp_path / "run" / "ckpt").exists() or not list((tmp_path / "run" / "ckpt").iterdir())
+
+
+# ---- SIGTERM, and a second signal during the save -------------------------------------------------
+class SignalAt(DigitShare):
+    """Sends this process ``signum`` from inside its ``fail_at``-th scoring call (sampling is under way)."""
+
+    def __init__(self, fail_at: int, signum: int) -> None:
+        super().__init__(fail_at=fail_at)
+        self.signum = signum
+
+    def score(self, batch):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls == self.fail_at:
+            os.kill(os.getpid(), self.signum)
+            time.sleep(2)  # the main thread acts on the signal meanwhile
+        return RewardFunction.score(self, batch)
+
+
+def test_sigterm_in_a_rollout_saves_at_once_with_one_line_and_resumes_exactly(
+    uninterrupted, tiny_model_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    """SIGTERM (a scheduler's stop) acts like Ctrl-C: at once, not at the end of the rollout."""
+    base_root, _, _ = uninterrupted
+    with pytest.raises(SystemExit):
+        _fit(tiny_model_dir, tmp_path / "run", max_steps=6, callbacks=[InterruptCheckpoint()],
+             reward=SignalAt(4, signal.SIGTERM), every=2)
+    saved = tmp_path / "run" / "ckpt" / "interrupted-step=3.ckpt"
+    _assert_same_resume_state(_load(saved), _load(base_root / "ckpt" / "step=3.ckpt"))
+    err = capfd.readouterr().err
+    saying = [line for line in err.splitlines() if line.startswith("SIGTERM: saving")]
+    assert saying == [f"SIGTERM: saving the state after step 3 to {saved} (signal again to abort)"], err
+    assert "Traceback" not in err
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from fault_drill import SlowInterruptSave  # noqa: E402  (a save that takes 30 s unless interrupted)
+
+
+class SecondSignalDuringSave(SlowInterruptSave):
+    """The interrupt checkpoint's save takes 30 s; ``signum`` arrives 0.5 s into it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(seconds=30.0)
+        self.signum = signum
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if "slow" in checkpoint:
+            threading.Timer(0.5, os.kill, (os.getpid(), self.signum)).start()
+
+
+@pytest.mark.parametrize("first, second", [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGINT)])
+def test_a_second_signal_during_the_save_abandons_it_in_one_line_leaving_the_previous_checkpoint(
+    first: int, second: int, tiny_model_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        _fit(tiny_model_dir, tmp_path / "run", max_steps=6, callbacks=[InterruptCheckpoint(), SecondSignalDuringSave(second)],
+             reward=SignalAt(4, first), every=2)
+    folder = tmp_path / "run" / "ckpt"
+    # The 30 s save was cut short: no interrupt checkpoint, no partial or temporary file.
+    assert sorted(p.name for p in folder.iterdir()) == ["step=2.ckpt"]
+    assert _load(folder / "step=2.ckpt")["global_step"] == 2
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    abandoned = [line for line in err.splitlines() if "during the save" in line]
+    assert abandoned == [
+        f"Ctrl-C during the save: abandoned {folder / 'interrupted-step=3.ckpt'} (no partial file is left); "
+        f"the newest complete checkpoint is {folder / 'step=2.ckpt'} (intact)"
+    ], err

@@ -96,7 +96,7 @@ def test_a_gsm8k_row_without_the_marker_names_the_file_and_row(tmp_path: Path) -
     path = tmp_path / "gsm.jsonl"
     rows = [{"question": "1+1?", "answer": "2\n#### 2"}, {"question": "2+2?", "answer": "it is 4"}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(ValueError, match=r"gsm\.jsonl'.*row 1: no '####'"):
+    with pytest.raises(ValueError, match=r"gsm\.jsonl'.*row 2 \(line 2\): no '####'"):
         GSM8K(train_path=str(path)).load("train")
 
 
@@ -133,7 +133,7 @@ def test_last_boxed_is_the_last_complete_box_with_nested_braces() -> None:
 def test_math_row_without_any_gold_is_named(tmp_path: Path) -> None:
     path = tmp_path / "nogold.jsonl"
     path.write_text(json.dumps({"problem": "p", "solution": "no box"}) + "\n")
-    with pytest.raises(ValueError, match=r"nogold\.jsonl'.*row 0: no gold answer.*'solution' has no \\boxed"):
+    with pytest.raises(ValueError, match=r"nogold\.jsonl'.*row 1 \(line 1\): no gold answer.*'solution' has no \\boxed"):
         MATH(train_path=str(path)).load("train")
 
 

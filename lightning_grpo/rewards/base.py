@@ -5,10 +5,15 @@ A reward function scores a whole rollout batch at once (so a verifier can use a 
 time implement ``score_one`` instead. Components are summed with their weights; each is logged by
 name (``reward/<name>``). A function that marks itself ``is_correctness`` also defines the run's
 accuracy: a completion is correct when it receives ``correct_value``.
+
+Every call of a reward function runs under a time limit (``RewardFunction.time_limit_s``, else the
+composer's, default 600 s): a function that hangs is treated as one that raised, under the run's
+``reward_on_error`` policy, and nothing waits on it longer.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +39,7 @@ class RewardFunction:
 
     is_correctness: bool = False
     correct_value: float = 1.0
+    time_limit_s: float | None = None  # seconds one ``score`` call may take; None: the composer's limit
 
     def __init__(self, name: str, weight: float = 1.0) -> None:
         self.name = name
@@ -70,7 +76,15 @@ class RewardFunction:
 
 
 class RewardError(RuntimeError):
-    """A reward function raised; names the function and the completion."""
+    """A reward function raised or ran past its time limit; names the function and the completion."""
+
+
+class RewardTimeout(Exception):
+    """One ``score`` call ran past its time limit (the call is abandoned, its thread left to finish)."""
+
+
+DEFAULT_TIME_LIMIT_S = 600.0
+MAX_ABANDONED_CALLS = 4  # calls still running past their limit at once, per composer, before it gives up
 
 
 class RewardComposer:
@@ -81,9 +95,23 @@ class RewardComposer:
     ``last_error_counts[name]`` holds the errors of the latest call only (one rollout's scoring: log
     it per step as ``reward/<name>_errors``), ``error_counts[name]`` the running total since the
     composer was built (``reward/<name>_errors_total``).
+
+    Each ``score`` call runs in a helper thread under a time limit: the function's ``time_limit_s``,
+    else ``time_limit_s`` here (None or 0: no limit, the call runs in the caller's thread). A call
+    past its limit is abandoned (Python cannot stop a thread; it finishes or hangs on its own, as a
+    daemon) and counts as an error for every completion of that call: ``'raise'`` stops with a
+    :class:`RewardError` naming the function and the limit, ``'zero'`` scores them 0 and counts them
+    (``timeout_counts[name]``, and in the error counts above). It is not retried one completion at a
+    time as an exception is. When :data:`MAX_ABANDONED_CALLS` abandoned calls are still running,
+    one more timeout raises whatever the policy, so hung calls cannot pile up.
     """
 
-    def __init__(self, functions: list[RewardFunction], on_error: Literal["raise", "zero"] = "raise") -> None:
+    def __init__(
+        self,
+        functions: list[RewardFunction],
+        on_error: Literal["raise", "zero"] = "raise",
+        time_limit_s: float | None = DEFAULT_TIME_LIMIT_S,
+    ) -> None:
         if not functions:
             raise ValueError("at least one reward function is needed")
         names = [f.name for f in functions]
@@ -91,8 +119,13 @@ class RewardComposer:
             raise ValueError(f"reward function names must be unique, got {names}")
         if on_error not in ("raise", "zero"):
             raise ValueError(f"on_error must be 'raise' or 'zero', got {on_error!r}")
+        if time_limit_s is not None and time_limit_s < 0:
+            raise ValueError(f"time_limit_s must be >= 0 or None, got {time_limit_s}")
         self.functions = functions
         self.on_error = on_error
+        self.time_limit_s = time_limit_s
+        self.timeout_counts = {f.name: 0 for f in functions}  # calls past their limit, since construction
+        self._abandoned: list[threading.Thread] = []
         for fn in functions:
             fn.bind(functions)
         self.error_counts = {f.name: 0 for f in functions}  # since construction
@@ -116,7 +149,9 @@ class RewardComposer:
 
     def _score_guarded(self, fn: RewardFunction, batch: RewardBatch) -> list[float]:
         try:
-            return [float(v) for v in fn.score(batch)]
+            return [float(v) for v in self._call(fn, batch)]
+        except RewardTimeout as timeout:
+            return self._timed_out(fn, batch, timeout)
         except Exception:
             pass
         # Find the completion that fails: rescore one at a time.
@@ -124,7 +159,9 @@ class RewardComposer:
         for i in range(len(batch.completions)):
             single = _select(batch, i)
             try:
-                values.append(float(fn.score(single)[0]))
+                values.append(float(self._call(fn, single)[0]))
+            except RewardTimeout as timeout:
+                values.extend(self._timed_out(fn, single, timeout))
             except Exception as err:
                 if self.on_error == "raise":
                     raise RewardError(
@@ -136,6 +173,50 @@ class RewardComposer:
                 self.last_error_counts[fn.name] += 1
                 values.append(0.0)
         return values
+
+    def time_limit(self, fn: RewardFunction) -> float | None:
+        """The seconds one call of ``fn`` may take (None: unlimited)."""
+        limit = fn.time_limit_s if fn.time_limit_s is not None else self.time_limit_s
+        return limit if limit else None
+
+    def _call(self, fn: RewardFunction, batch: RewardBatch) -> list[float]:
+        limit = self.time_limit(fn)
+        if limit is None:
+            return fn.score(batch)
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["values"] = fn.score(batch)
+            except BaseException as error:  # handed to the caller's thread
+                outcome["error"] = error
+
+        thread = threading.Thread(target=run, name=f"reward-{fn.name}", daemon=True)
+        thread.start()
+        thread.join(limit)
+        if thread.is_alive():
+            self._abandoned = [t for t in self._abandoned if t.is_alive()] + [thread]
+            raise RewardTimeout(f"no result within its time limit of {limit:g} s")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["values"]
+
+    def _timed_out(self, fn: RewardFunction, batch: RewardBatch, timeout: RewardTimeout) -> list[float]:
+        n = len(batch.completions)
+        self.timeout_counts[fn.name] += 1
+        still_running = sum(t.is_alive() for t in self._abandoned)
+        where = f"a call on {n} completion(s), the first {batch.completion_ids[0]!r}" if n else "a call"
+        if self.on_error == "raise" or still_running > MAX_ABANDONED_CALLS:
+            why = "" if self.on_error == "raise" else (
+                f" ({still_running} timed-out calls are still running, the most allowed is {MAX_ABANDONED_CALLS})"
+            )
+            raise RewardError(
+                f"reward {fn.name!r} ({type(fn).__name__}) hung: {timeout} on {where}{why}; raise its "
+                "time_limit_s if it is just slow"
+            ) from timeout
+        self.error_counts[fn.name] += n
+        self.last_error_counts[fn.name] += n
+        return [0.0] * n
 
 
 def _select(batch: RewardBatch, i: int) -> RewardBatch:

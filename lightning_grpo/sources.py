@@ -330,10 +330,9 @@ def last_boxed(text: str) -> str | None:
 
     Uses the verifier's own box scanner (nested braces), so golds and completions are read alike.
     """
-    from lightning_grpo.rewards.extraction import _boxes
+    from lightning_grpo.rewards.extraction import last_box
 
-    boxes = _boxes(text)
-    return boxes[0][2].strip() if boxes else None
+    return last_box(text)
 
 
 class GSM8K(TableSource):

@@ -319,6 +319,13 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
     return found
 
 
+def last_box(text: str) -> str | None:
+    """The content of the last complete ``\\boxed{...}`` / ``\\fbox{...}`` of the whole ``text`` (nested braces
+    read), without any hedge check: for reading golds, which are not model output. None when there is none."""
+    boxes = _boxes(text)
+    return boxes[0][2].strip() if boxes else None
+
+
 def all_boxed(text: str) -> list[str]:
     """The contents of every complete box in (the tail of) ``text``, in order, without repeats."""
     contents: list[str] = []

@@ -28,7 +28,7 @@ import random
 from collections import Counter
 from typing import Any
 
-from lightning_grpo.rewards.base import RewardFunction
+from lightning_grpo.rewards.base import CorrectnessReward
 from lightning_grpo.sources import GeneratedProblems
 
 _ALLOWED = set("0123456789+-*() ")
@@ -151,17 +151,8 @@ def check(completion: str, gold: str) -> bool:
     return evaluate_tree(tree) == target
 
 
-class CountdownReward(RewardFunction):
+class CountdownReward(CorrectnessReward):
     """``correct_value`` when the completion is a right Countdown expression, else ``incorrect_value``."""
-
-    is_correctness = True
-
-    def __init__(
-        self, name: str = "correct", weight: float = 1.0, correct_value: float = 1.0, incorrect_value: float = 0.0
-    ) -> None:
-        super().__init__(name=name, weight=weight)
-        self.correct_value = correct_value
-        self.incorrect_value = incorrect_value
 
     def extract(self, completion: str, truncated: bool = False) -> str | None:
         """The expression with spaces removed, when it parses (maj@k votes over expressions)."""

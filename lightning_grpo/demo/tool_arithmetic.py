@@ -21,6 +21,7 @@ and its output is real; without it (single-turn) the model's call is just text a
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from lightning_grpo.demo.arithmetic import Arithmetic
 
@@ -33,24 +34,16 @@ def tool_solution(question: str, answer: str) -> str:
 class ToolArithmetic(Arithmetic):
     id_prefix = "tool"
 
-    def __init__(
-        self,
-        max_operand: int = 999,
-        num_operands: int = 2,
-        operations: str = "*",
-        tool_share: float = 0.3,
-        num_train: int = 20000,
-        num_validation: int = 200,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, max_operand: int = 999, operations: str = "*", tool_share: float = 0.5, **kwargs: Any) -> None:
         """
         Args:
-            max_operand, num_operands, operations, num_train, num_validation, seed: as ``Arithmetic``.
+            max_operand, operations: as ``Arithmetic`` (here: products of numbers up to 999).
             tool_share: share of the rows whose solution (for the warm start) calls the calculator.
+            kwargs: the other ``Arithmetic`` options (``num_operands``, ``num_train``, ``num_validation``, ``seed``).
         """
         if not 0.0 <= tool_share <= 1.0:
             raise ValueError(f"tool_share must be in [0, 1], got {tool_share}")
-        super().__init__(max_operand, num_operands, operations, num_train, num_validation, seed)
+        super().__init__(max_operand=max_operand, operations=operations, **kwargs)
         self.tool_share = tool_share
 
     def problem(self, rng: random.Random) -> tuple[str, str, str]:

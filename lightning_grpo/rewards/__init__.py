@@ -1,6 +1,6 @@
 """Reward functions: each scores a rollout batch; the composer sums them with weights."""
 
-from lightning_grpo.rewards.base import RewardBatch, RewardComposer, RewardError, RewardFunction
+from lightning_grpo.rewards.base import CorrectnessReward, RewardBatch, RewardComposer, RewardError, RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.rewards.extraction import extract_answer
 from lightning_grpo.rewards.format import FormatReward
@@ -10,6 +10,7 @@ from lightning_grpo.rewards.verifier import VerifyPolicy, verify
 
 __all__ = [
     "AGPOLengthReward",
+    "CorrectnessReward",
     "ExactInteger",
     "FormatReward",
     "MathReward",

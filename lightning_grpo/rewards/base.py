@@ -75,6 +75,22 @@ class RewardFunction:
         return None
 
 
+class CorrectnessReward(RewardFunction):
+    """A right-or-wrong reward: ``correct_value`` for a right completion, ``incorrect_value`` otherwise.
+
+    Its verdicts are the run's accuracy (``is_correctness``); subclasses implement ``score_one``.
+    """
+
+    is_correctness = True
+
+    def __init__(
+        self, name: str = "correct", weight: float = 1.0, correct_value: float = 1.0, incorrect_value: float = 0.0
+    ) -> None:
+        super().__init__(name=name, weight=weight)
+        self.correct_value = correct_value
+        self.incorrect_value = incorrect_value
+
+
 class RewardError(RuntimeError):
     """A reward function raised or ran past its time limit; names the function and the completion."""
 

@@ -5,26 +5,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lightning_grpo.rewards.base import RewardFunction
+from lightning_grpo.rewards.base import CorrectnessReward
 
 _INTEGER = re.compile(r"^\s*([+-]?\d+)\s*\.?\s*$")
 
 
-class ExactInteger(RewardFunction):
+class ExactInteger(CorrectnessReward):
     """``correct_value`` when the completion (stripped) is exactly the gold integer, else ``incorrect_value``.
 
     The arithmetic task asks for the bare number, so anything else (extra text, a second number,
     an empty completion) is wrong. Leading zeros and a trailing period are accepted ("042." = 42).
     """
-
-    is_correctness = True
-
-    def __init__(
-        self, name: str = "correct", weight: float = 1.0, correct_value: float = 1.0, incorrect_value: float = 0.0
-    ) -> None:
-        super().__init__(name=name, weight=weight)
-        self.correct_value = correct_value
-        self.incorrect_value = incorrect_value
 
     def extract(self, completion: str, truncated: bool = False) -> str | None:
         match = _INTEGER.match(completion)

@@ -46,13 +46,17 @@ TOOLS = Path(__file__).resolve().parent
 # ---- what the run's config names to inject a fault -----------------------------------------------
 class Ballast(Callback):
     """Adds ``megabytes`` of zeros to every checkpoint, so that writing one takes long enough for a
-    signal to land inside the write (it changes nothing that training or resuming reads)."""
+    signal to land inside the write (it changes nothing that training or resuming reads); touches
+    ``marker`` as a save begins (how the drill finds the moment, whatever the writer does)."""
 
-    def __init__(self, megabytes: int = 64) -> None:
+    def __init__(self, megabytes: int = 64, marker: str | None = None) -> None:
         self.megabytes = megabytes
+        self.marker = marker
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["ballast"] = torch.zeros(self.megabytes * 2**18)  # float32: 4 bytes each
+        if self.marker is not None:
+            Path(self.marker).write_text(str(trainer.global_step))
 
 
 class _SlowToPickle:
@@ -123,10 +127,15 @@ class RaisingReward(RewardFunction):
         super().__init__(name=name, weight=0.0)
         self.raise_on_call = raise_on_call
         self.calls = 0
+        self.failing = 0  # calls still to fail: the composer's one-completion retries of the failed call
 
     def score(self, batch: RewardBatch) -> list[float]:
         self.calls += 1
-        if self.calls >= self.raise_on_call and (self.calls - self.raise_on_call) <= len(batch.completions):
+        if self.calls == self.raise_on_call:
+            self.failing = len(batch.completions)
+            raise ZeroDivisionError("a reward that fails")
+        if self.failing:
+            self.failing -= 1
             raise ZeroDivisionError("a reward that fails")
         return [0.0] * len(batch.completions)
 
@@ -368,18 +377,22 @@ def drill_sigkill_while_saving(d: Drill, kills: int = 4, seed: int = 0) -> Drill
     newest complete checkpoint; no temporary file is ever taken for one; the last resume is exact."""
     rng = random.Random(seed)
     ckpt = d.root / "killed" / "ckpt"
-    ballast = {"class_path": "fault_drill.Ballast", "init_args": {"megabytes": 48}}
+    marker = d.root / "killed" / "save-began"
+    ballast = {"class_path": "fault_drill.Ballast", "init_args": {"megabytes": 48, "marker": str(marker)}}
     config = d.config(d.root / "killed", d.REFERENCE_STEPS - 1, every=1, keep=2, callbacks=[ballast])
     hits, resumed_from, unsound = 0, [], []
     for attempt in range(kills):
         start = newest(ckpt)
         resumed_from.append(start.name if start else None)
+        marker.unlink(missing_ok=True)
         run = d.start(f"kill-{attempt}", config, ckpt_path=start)
-        wait_for(lambda: temp_files_in(ckpt) or run.process.poll() is not None, 300, poll=0.002)
+        for _ in range(rng.choice([1, 2])):  # kill inside the first or the second save of this attempt
+            marker.unlink(missing_ok=True)
+            wait_for(lambda: marker.exists() or run.process.poll() is not None, 300, poll=0.002)
         if run.process.poll() is not None:
             raise RuntimeError(f"the run ended before it was killed:\n{run.read_output()[-3000:]}")
-        time.sleep(rng.uniform(0.0, 0.15))
-        hits += bool(temp_files_in(ckpt))  # still mid-write when the kill lands
+        time.sleep(rng.uniform(0.0, 0.25))
+        hits += bool(temp_files_in(ckpt))  # a temporary file being written when the kill lands
         os.killpg(run.process.pid, signal.SIGKILL)
         run.wait(60)
         unsound += [p.name for p in checkpoints_in(ckpt) if not sound(p)]
@@ -512,7 +525,7 @@ def drill_reward_faults(d: Drill) -> DrillResult:
     finished = (d.root / "rewards" / "ckpt" / "step=4.ckpt").exists()
     facts = {"returncode": run.returncode, "finished": finished, "error_totals": totals}
     survived = run.returncode == 0 and finished and totals.get("reward/hangs_errors_total", 0) == 8 and \
-        totals.get("reward/raises_errors_total", 0) > 0
+        totals.get("reward/raises_errors_total", 0) == 8
     happened = (f"exit {run.returncode}, reached step 4; scored 0 and counted: hung call "
                 f"{totals.get('reward/hangs_errors_total')} completions, raised {totals.get('reward/raises_errors_total')}")
     return DrillResult("Reward hangs / raises", happened, survived,
@@ -574,9 +587,14 @@ DRILLS: dict[str, Callable[..., DrillResult]] = {
 }
 
 
-def table(results: list[DrillResult]) -> str:
+def table(results: list[DrillResult], root: Path | None = None) -> str:
+    """The drills as one Markdown table (the scratch folder written as ``$DRILL``)."""
     header = ("fault", "what happened", "survived", "data lost")
-    rows = [(r.fault, r.happened.replace("|", "/"), "yes" if r.survived else "NO", r.data_lost) for r in results]
+
+    def text(s: str) -> str:
+        return (s.replace(str(root), "$DRILL") if root is not None else s).replace("|", "/")
+
+    rows = [(r.fault, text(r.happened), "yes" if r.survived else "NO", r.data_lost) for r in results]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -605,7 +623,7 @@ def main() -> None:
             results.append(result)
             print(f"[{name}: {'survived' if result.survived else 'FAILED'} in {time.monotonic() - started:.0f} s] "
                   f"{result.happened}", file=sys.stderr, flush=True)
-        print(table(results))
+        print(table(results, root))
     sys.exit(0 if all(r.survived for r in results) else 1)
 
 

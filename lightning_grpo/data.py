@@ -32,7 +32,7 @@ from lightning_grpo.models import load_tokenizer
 from lightning_grpo.prompt_stream import PromptStream, batch_indices
 from lightning_grpo.rollout import PROMPT_FIELDS
 from lightning_grpo.rollout_engine import RolloutEngine
-from lightning_grpo.sources import PromptSource
+from lightning_grpo.sources import BadRowError, PromptSource
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,8 @@ class RolloutDataModule(LightningDataModule):
             table = source.load("validation")
             if len(table) == 0:
                 raise ValueError(f"the held-out prompts of {type(source).__name__} are empty")
+        except BadRowError:
+            raise  # bad held-out data stops the run as bad training data does, never "no validation"
         except ValueError as error:
             if required or self.validation.source is not None:
                 raise ValueError(f"no held-out prompts for validation: {error}; set data.validation.source") from error

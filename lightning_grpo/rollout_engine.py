@@ -49,6 +49,7 @@ class RolloutEngine:
         reward_on_error: Literal["raise", "zero"] = "raise",
         dynamic_sampling: DynamicSampling | None = None,
         max_episode_tokens: int | None = None,
+        reward_time_limit_s: float | None = 600.0,
     ) -> None:
         """
         Args:
@@ -67,6 +68,8 @@ class RolloutEngine:
                 whose correctness (without a correctness reward: total reward) is all equal and refill.
             max_episode_tokens: budget of all tokens after the prompt in a multi-turn episode (model and
                 environment); None: ``max_new_tokens × environment.max_turns``. Single-turn: max_new_tokens.
+            reward_time_limit_s: a reward call running longer is abandoned and handled by ``reward_on_error``
+                (counted); a function's own ``time_limit_s`` takes precedence; None: no limit.
         """
         if group_size < 1:
             raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -81,7 +84,7 @@ class RolloutEngine:
                 "no data.rollout.rewards: name at least one reward function, e.g. lightning_grpo.rewards.MathReward "
                 "(a sympy answer verifier) or lightning_grpo.rewards.ExactInteger, or a function of your own"
             )
-        self.composer = RewardComposer(list(rewards), reward_on_error)
+        self.composer = RewardComposer(list(rewards), reward_on_error, reward_time_limit_s)
         self.dynamic_sampling = dynamic_sampling
         if max_episode_tokens is not None and max_episode_tokens < sampling.max_new_tokens:
             raise ValueError(
@@ -163,7 +166,7 @@ class RolloutEngine:
                 "validation needs a correctness reward (one with is_correctness, e.g. ExactInteger or "
                 f"MathReward) among data.rollout.rewards; got {[f.name for f in self.composer.functions]}"
             )
-        judges = RewardComposer([judge], self.composer.on_error)
+        judges = RewardComposer([judge], self.composer.on_error, self.composer.time_limit_s)
         seed = (self.seed * 1_000_003 + stable_prompt_id(str(prompts["id"][0]))) % (2**63 - 1)
 
         def judged(params: SamplingParams) -> Rollout:

@@ -45,6 +45,11 @@ FILE_KINDS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
+class BadRowError(ValueError):
+    """A row of the data cannot be used (empty question, missing answer, bytes that are not UTF-8): the load
+    stops naming the file, the row and the line, for training and held-out data alike."""
+
+
 class PromptSource:
     """Base class: ``load(split) -> datasets.Dataset`` with the columns of :data:`COLUMNS` (and extras)."""
 
@@ -306,7 +311,7 @@ class TableSource(PromptSource):
             except ValueError as error:
                 line = f" (line {lines[index]})" if lines is not None and index < len(lines) else ""
                 why = f"not UTF-8 text ({error})" if isinstance(error, UnicodeDecodeError) else str(error)
-                raise ValueError(
+                raise BadRowError(
                     f"dataset {where}, row {index + 1}{line}: {why}; bad rows stop the load (rows and lines "
                     "count from 1): fix or remove this row"
                 ) from error

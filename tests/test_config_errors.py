@@ -12,7 +12,7 @@ from tests.builders import make_data, make_module
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
-from lightning_grpo.sources import GSM8K, JsonlProblems
+from lightning_grpo.sources import BadRowError, GSM8K, JsonlProblems
 
 
 def test_group_of_one_is_refused_for_an_estimator_that_compares_within_groups() -> None:
@@ -110,3 +110,12 @@ def test_validation_without_held_out_prompts_says_so(tiny_model_dir: Path, tmp_p
     data = make_data(JsonlProblems(train_path=str(path)), tokenizer=str(tiny_model_dir))
     with pytest.raises(ValueError, match=r"no held-out prompts for validation.*set data.validation.source"):
         data.setup("validate")
+
+
+def test_a_bad_row_in_the_sources_own_held_out_split_stops_the_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    train, held_out = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text(json.dumps({"problem": "1+1=", "answer": "2"}) + "\n")
+    held_out.write_text(json.dumps({"problem": "2+2=", "answer": "4"}) + "\n" + json.dumps({"problem": " ", "answer": "1"}) + "\n")
+    data = make_data(JsonlProblems(train_path=str(train), validation_path=str(held_out)), tokenizer=str(tiny_model_dir))
+    with pytest.raises(BadRowError, match=r"test.jsonl.*row 2 \(line 2\)"):
+        data.setup("fit")  # not "no validation during fit": bad held-out data is bad data

@@ -409,8 +409,9 @@ def summarize(per_run: dict[str, dict[int, dict[str, Any]]], baseline: str, keys
 
 def markdown_tables(summary: dict[str, Any], start: dict[str, float], baseline: str, opt_steps: dict[str, int]) -> str:
     """Accuracy table, behaviour-and-cost table, and the paired differences to ``baseline``."""
-    accuracy = [c for c in COLUMNS if c[0] in ACCURACY_KEYS]
-    behaviour = [c for c in COLUMNS if c[0] not in ACCURACY_KEYS]
+    measured = [c for c in COLUMNS if all(c[0] in entry["stats"] for entry in summary.values())]  # e.g. no pass@32 with k < 32
+    accuracy = [c for c in measured if c[0] in ACCURACY_KEYS]
+    behaviour = [c for c in measured if c[0] not in ACCURACY_KEYS]
     lines: list[str] = []
     for columns in (accuracy, behaviour):
         lines += ["| recipe | updates / rollout | " + " | ".join(name for _, name, _ in columns) + " |"]
@@ -421,7 +422,7 @@ def markdown_tables(summary: dict[str, Any], start: dict[str, float], baseline: 
             cells = [_cell(entry["stats"][k], d) for k, _, d in columns]
             lines.append(f"| {recipe} | {opt_steps.get(recipe, 1)} | " + " | ".join(cells) + " |")
         lines.append("")
-    diff_columns = [c for c in COLUMNS if c[0] not in ("sampled_completions", "sampled_tokens", "wall_s")]
+    diff_columns = [c for c in measured if c[0] not in ("sampled_completions", "sampled_tokens", "wall_s")]
     lines += [f"Difference to {baseline}, paired by seed (mean [95% bootstrap interval]):", ""]
     lines.append("| recipe | " + " | ".join(name for _, name, _ in diff_columns) + " |")
     lines.append("|" + "---|" * (len(diff_columns) + 1))

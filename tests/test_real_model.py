@@ -224,7 +224,7 @@ def test_im_end_ends_completions_and_their_loss_mask(real, smollm2_dir: Path) ->
     batch = data.collate([data.datasets["train"][i] for i in range(3)])
     params = SamplingParams(num_samples=1, max_new_tokens=12, greedy=True)
     samples = _draw(FastSampler(), model, batch, params, tokenizer)
-    rollout = build_rollout(samples, batch, tokenizer, RewardComposer(data.composer.functions), 1.0, params.max_new_tokens)
+    rollout = build_rollout(samples, batch, tokenizer, RewardComposer(data.rollout.composer.functions), 1.0, params.max_new_tokens)
     assert not samples.truncated.any(), rollout.completions  # each reply ends within 12 tokens
     for ids, mask, text in zip(samples.completion_ids, samples.completion_mask, rollout.completions):
         length = int(mask.sum())

@@ -59,6 +59,7 @@ def _logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
         return model.eval()(input_ids=ids).logits  # [B, T, V]
 
 
+@pytest.mark.slow
 def test_export_loads_and_reproduces_the_trained_policy(fitted, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
     module, data, export_dir = fitted
     exported = AutoModelForCausalLM.from_pretrained(export_dir / "final")
@@ -74,6 +75,7 @@ def test_export_loads_and_reproduces_the_trained_policy(fitted, tiny_model_dir: 
     assert tokenizer.get_vocab() == data.tokenizer.get_vocab()
 
 
+@pytest.mark.slow
 def test_periodic_exports_differ_step_by_step(fitted) -> None:  # type: ignore[no-untyped-def]
     _, data, export_dir = fitted
     ids = data.tokenizer(["12+34="], return_tensors="pt", add_special_tokens=False)["input_ids"]

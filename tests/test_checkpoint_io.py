@@ -67,6 +67,7 @@ def test_failed_serialisation_keeps_previous_file_and_cleans_up(tmp_path: Path) 
     assert _temp_files(target) == []
 
 
+@pytest.mark.slow
 def test_trainer_uses_the_plugin(tmp_path: Path) -> None:
     from lightning.pytorch import Trainer
     from lightning.pytorch.demos.boring_classes import BoringModel
@@ -91,6 +92,7 @@ def _writer(target: str) -> None:
     print("saved-second", flush=True)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_write_leaves_previous_checkpoint_loadable(tmp_path: Path) -> None:
     target = tmp_path / "last.ckpt"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -189,6 +191,7 @@ def test_other_load_errors_name_the_file(tmp_path: Path) -> None:
         AtomicCheckpointIO().load_checkpoint(pickled, weights_only=True)
 
 
+@pytest.mark.slow
 def test_trainer_refuses_a_damaged_checkpoint_before_restoring(tmp_path: Path) -> None:
     from lightning.pytorch import Trainer
     from lightning.pytorch.demos.boring_classes import BoringModel

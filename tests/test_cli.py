@@ -19,6 +19,7 @@ def _cli(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.Complet
     )
 
 
+@pytest.mark.slow
 def test_demo_config_trains_three_steps_and_logs_entropy_and_reward(tmp_path: Path) -> None:
     result = _cli(
         "fit",
@@ -49,6 +50,7 @@ def test_demo_config_trains_three_steps_and_logs_entropy_and_reward(tmp_path: Pa
     assert all(0 <= v <= 1 for _, v in scalars["train/accuracy"])
 
 
+@pytest.mark.slow
 def test_a_hub_id_with_the_demo_config_builds_no_stand_in(tmp_path: Path) -> None:
     """The warm start builds only at its own output_dir: a hub id is never shadowed by a tiny model."""
     result = _cli(
@@ -61,6 +63,7 @@ def test_a_hub_id_with_the_demo_config_builds_no_stand_in(tmp_path: Path) -> Non
     assert not (tmp_path / "Qwen").exists() and not (tmp_path / "runs" / "demo" / "warm_start").exists()
 
 
+@pytest.mark.slow
 def test_print_config_resolves_and_command_line_overrides(tmp_path: Path) -> None:
     result = _cli("fit", "--config", "configs/demo.yaml", "--model.objective.epsilon_high=0.28", "--print_config")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -69,6 +72,7 @@ def test_print_config_resolves_and_command_line_overrides(tmp_path: Path) -> Non
     assert "group_size: 8" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_optimizer_is_configured_on_the_module_only() -> None:
     """GRPOModule builds its optimizer from model.optimizer.learning_rate etc.; Lightning's --optimizer and
     --lr_scheduler would be offered and then fail with "optimizer got an empty parameter list"."""
@@ -78,6 +82,7 @@ def test_the_optimizer_is_configured_on_the_module_only() -> None:
     assert "--optimizer" not in result.stdout and "--lr_scheduler" not in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override", ["--model.objective=NoSuchObjective", '--data.rollout.rewards=[{"class_path": "NoSuchReward"}]']
 )
@@ -88,6 +93,7 @@ def test_unknown_objective_or_reward_name_is_a_clear_error(override: str) -> Non
     assert name in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml")))
 def test_every_shipped_config_parses(config: str) -> None:
     args = ["fit", "--config", "configs/demo.yaml"] if config != "configs/demo.yaml" else ["fit"]

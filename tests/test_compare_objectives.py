@@ -148,6 +148,7 @@ def test_summary_pairs_differences_by_seed() -> None:
     assert "difference_to_baseline" not in summary["grpo"]
 
 
+@pytest.mark.slow
 def test_a_run_claimed_by_a_live_process_is_left_to_it(tmp_path: Path) -> None:
     import os
     import subprocess

@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.distributed  # every test here starts several processes (and is also slow)
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "distributed"
 TIMEOUT = 300
@@ -89,6 +91,7 @@ def _assert_same_run(got: dict, want: dict, atol: float, rtol: float) -> None:
         torch.testing.assert_close(got["params"][name], value, atol=atol, rtol=0, msg=lambda m: f"{name}: {m}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
 def test_two_processes_train_like_one(runs: dict, tiny_model_dir: Path, strategy: str) -> None:
     got, want = runs[strategy], runs["single"]
@@ -111,6 +114,7 @@ def lora_runs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return {s: _train_fixed(tiny_model_dir, base / s, s, *extra) for s in ("single", "ddp", "fsdp2")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
 def test_two_processes_train_a_lora_adapter_like_one(lora_runs: dict, tiny_model_dir: Path, strategy: str) -> None:
     got, want = lora_runs[strategy], lora_runs["single"]
@@ -128,6 +132,7 @@ def test_two_processes_train_a_lora_adapter_like_one(lora_runs: dict, tiny_model
     assert lora_b and max(v.abs().max().item() for v in lora_b) > 100 * PARAM_ATOL  # B starts at 0: it learned
 
 
+@pytest.mark.slow
 def test_fsdp2_distributed_checkpoint_resumes_like_an_uninterrupted_run(runs: dict, tiny_model_dir: Path) -> None:
     ckpt = runs["base"] / "fsdp2" / "ckpt" / "step=4.ckpt"
     assert ckpt.is_dir() and list(ckpt.glob("*.distcp")), "expected a torch.distributed.checkpoint folder"
@@ -140,6 +145,7 @@ def test_fsdp2_distributed_checkpoint_resumes_like_an_uninterrupted_run(runs: di
     _assert_same_run(resumed, uninterrupted, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_fsdp2_generation_keeps_ranks_in_step_and_gathers_once_per_rollout(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "generation.json"
     _run(
@@ -171,6 +177,7 @@ def _same_question_file(path: Path, rows: int = 16) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["fsdp2", "ddp"])
 def test_cli_two_processes(strategy: str, tiny_model_dir: Path, tmp_path: Path) -> None:
     """The demo config on 2 processes from the CLI. Every training prompt is the same question, so
@@ -214,6 +221,7 @@ def _validate(tiny_model_dir: Path, out: Path, devices: int) -> dict:
     return json.loads(dump.read_text())
 
 
+@pytest.mark.slow
 def test_distributed_validation_counts_every_held_out_prompt_once(tiny_model_dir: Path, tmp_path: Path) -> None:
     single = _validate(tiny_model_dir, tmp_path / "one", devices=1)
     double = _validate(tiny_model_dir, tmp_path / "two", devices=2)
@@ -225,6 +233,7 @@ def test_distributed_validation_counts_every_held_out_prompt_once(tiny_model_dir
         assert double["metrics"][key] == pytest.approx(single["metrics"][key], abs=1e-6), key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
 def test_ranks_whose_episodes_take_different_turns_neither_hang_nor_diverge(
     tiny_model_dir: Path, tmp_path: Path, strategy: str

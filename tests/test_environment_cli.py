@@ -29,6 +29,7 @@ def _cli(tiny_model_dir: Path, tmp_path: Path, *extra: str) -> GRPOCLI:
                    auto_configure_optimizers=False, args=args)
 
 
+@pytest.mark.slow
 def test_one_flag_turns_a_single_turn_run_into_the_tool_environment(tiny_model_dir: Path, tmp_path: Path) -> None:
     plain = _cli(tiny_model_dir, tmp_path)
     assert isinstance(plain.datamodule.rollout.environment, SingleTurn)
@@ -43,6 +44,7 @@ def test_one_flag_turns_a_single_turn_run_into_the_tool_environment(tiny_model_d
     assert "episode/tool_calls" in metrics and "time/environment_s" in metrics
 
 
+@pytest.mark.slow
 def test_the_tool_environment_s_options_are_set_from_the_command_line(tiny_model_dir: Path, tmp_path: Path) -> None:
     cli = _cli(tiny_model_dir, tmp_path, "--data.rollout.environment=ToolEnvironment",
                "--data.rollout.environment.max_turns=2", "--data.rollout.environment.tools=[Calculator]",

@@ -67,6 +67,7 @@ def _regression_run(model_dir: Path, dynamic: bool) -> list[dict[str, Any]]:
     return record.rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["plain", "dynamic"])
 def test_single_turn_rollouts_and_losses_are_bit_identical_to_before_the_engine(tiny_model_dir: Path, case: str) -> None:
     threads = torch.get_num_threads()

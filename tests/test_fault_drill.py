@@ -102,6 +102,7 @@ def test_an_exception_inside_the_time_limited_call_is_still_bisected_to_the_comp
 
 
 # ---- non-finite updates that do not stop -----------------------------------------------------------
+@pytest.mark.slow
 def test_consecutive_skipped_updates_stop_the_run_naming_the_last_good_checkpoint(tiny_model_dir: Path, tmp_path: Path) -> None:
     seed_everything(0, verbose=False)
     checkpoint = PeriodicCheckpoint(dirpath=str(tmp_path / "ckpt"), every_n_train_steps=1)
@@ -162,6 +163,7 @@ def test_every_run_gets_a_periodic_checkpoint_unless_its_config_has_one_or_turns
     assert by_steps._every_n_train_steps == 50 and by_steps._train_time_interval is None
 
 
+@pytest.mark.slow
 def test_the_periodic_checkpoint_keeps_the_newest_and_saves_at_the_end(tiny_model_dir: Path, tmp_path: Path) -> None:
     seed_everything(0, verbose=False)
     checkpoint = PeriodicCheckpoint(dirpath=str(tmp_path), every_n_train_steps=2, save_top_k=2)

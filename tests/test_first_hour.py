@@ -61,6 +61,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_fit_and_resume_on_a_small_dataset_show_only_what_matters(tmp_path: Path) -> None:
     """16 training prompts, 8 per step: 2 rollouts per data epoch, validation every 3 rollouts. Fit to
     step 4, then resume to 6: both finish, neither shows a handled message, and the bar counts
@@ -132,6 +133,7 @@ def _fit(model_dir: Path, root: Path, max_steps: int, updates: int, callbacks: l
     return trainer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bar_class", [TQDMStepProgressBar, RichStepProgressBar])
 def test_progress_bar_counts_optimizer_steps_up_to_max_steps_across_a_resume(bar_class: type, tiny_model_dir: Path,
                                                                            tmp_path: Path) -> None:
@@ -149,6 +151,7 @@ def test_progress_bar_counts_optimizer_steps_up_to_max_steps_across_a_resume(bar
     assert resumed_probe.rows == [(6, 6, 8), (8, 8, 8)]
 
 
+@pytest.mark.slow
 def test_max_steps_bounds_optimizer_steps_with_several_updates_per_rollout(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Four updates per rollout and max_steps=3: three optimizer steps, not four (DAPO's recipe)."""
     steps = CountOptimizerSteps()
@@ -164,6 +167,7 @@ class ValidationSteps(Callback):
         self.steps.append(trainer.global_step)
 
 
+@pytest.mark.slow
 def test_validation_every_n_rollouts_on_a_dataset_smaller_than_n(tiny_model_dir: Path, tmp_path: Path) -> None:
     """6 prompts, 2 per rollout: 3 rollouts per data epoch; validation every 4 rollouts still works
     (Lightning refused: val_check_interval (4) > the number of training batches (3)), and the prompt
@@ -186,11 +190,13 @@ def test_validation_every_n_rollouts_on_a_dataset_smaller_than_n(tiny_model_dir:
     assert first_epoch != second_epoch  # a new permutation
 
 
+@pytest.mark.slow
 def test_an_endless_stream_without_max_steps_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_steps"):
         _fit(tiny_model_dir, tmp_path, max_steps=-1, updates=1, callbacks=[])
 
 
+@pytest.mark.slow
 def test_validate_reports_and_logs_the_checkpoint_step(tiny_model_dir: Path, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, filename="{step}")
     _fit(tiny_model_dir, tmp_path, max_steps=2, updates=1, callbacks=[checkpoint])

@@ -148,6 +148,7 @@ def uninterrupted(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     return root, module, log
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "where, error, raised",
     [
@@ -188,6 +189,7 @@ def uninterrupted_two_updates(tiny_model_dir: Path, tmp_path_factory: pytest.Tem
     return root
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_updates_finishes_the_rollout_then_saves(
     uninterrupted_two_updates: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -201,6 +203,7 @@ def test_ctrl_c_during_the_updates_finishes_the_rollout_then_saves(
     _assert_same_resume_state(_load(saved), _load(uninterrupted_two_updates / "ckpt" / "step=4.ckpt"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cause", ["second Ctrl-C", "exception"])
 def test_stopped_between_two_optimizer_steps_saves_nothing_and_says_why(cause: str, tiny_model_dir: Path, tmp_path: Path) -> None:
     """Stopped between the 2nd rollout's two optimizer steps (step 3 done, step 4 not), the weights
@@ -234,6 +237,7 @@ class SignalAt(DigitShare):
         return RewardFunction.score(self, batch)
 
 
+@pytest.mark.slow
 def test_sigterm_in_a_rollout_saves_at_once_with_one_line_and_resumes_exactly(
     uninterrupted, tiny_model_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
 ) -> None:
@@ -267,6 +271,7 @@ class SecondSignalDuringSave(SlowInterruptSave):
             threading.Timer(0.5, os.kill, (os.getpid(), self.signum)).start()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first, second", [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGINT)])
 def test_a_second_signal_during_the_save_abandons_it_in_one_line_leaving_the_previous_checkpoint(
     first: int, second: int, tiny_model_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]

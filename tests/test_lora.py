@@ -90,6 +90,7 @@ def one_step(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
                 callbacks=[export, merged])
 
 
+@pytest.mark.slow
 def test_a_lora_step_changes_only_adapter_parameters(one_step) -> None:  # type: ignore[no-untyped-def]
     module, snapshot, trainer = one_step
     assert isinstance(module.policy, PeftModel) and module.reference is None  # no second model in memory
@@ -104,6 +105,7 @@ def test_a_lora_step_changes_only_adapter_parameters(one_step) -> None:  # type:
     assert optimized == {id(after[k]) for k in adapter}
 
 
+@pytest.mark.slow
 def test_reference_logprobs_are_the_base_models(one_step, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
     module, snapshot, _ = one_step
     rollout = snapshot.rollout
@@ -123,6 +125,7 @@ def _logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
         return model.eval()(input_ids=ids).logits  # [B, T, V]
 
 
+@pytest.mark.slow
 def test_exported_adapter_and_merged_model_reproduce_the_policy(one_step, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
     module, _, trainer = one_step
     adapter_dir, merged_dir = (cb.dirpath / "final" for cb in trainer.callbacks if isinstance(cb, ExportHuggingFace))
@@ -148,6 +151,7 @@ def test_merging_refuses_what_it_cannot_merge(tiny_model_dir: Path) -> None:
         apply_adapter(load_causal_lm(str(tiny_model_dir)), {"r": 2})
 
 
+@pytest.mark.slow
 def test_resume_after_a_lora_checkpoint_is_bitwise(tiny_model_dir: Path, tmp_path: Path) -> None:
     full, full_log, _ = _fit(tiny_model_dir, tmp_path / "full", max_steps=6)  # lora_dropout 0.1: RNG matters
     ckpt = tmp_path / "full" / "ckpt" / "step=3.ckpt"

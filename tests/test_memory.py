@@ -52,6 +52,7 @@ def _fit_and_validate(model_dir: Path, watch: LargestTensor) -> Trainer:
     return trainer
 
 
+@pytest.mark.slow
 def test_no_tensor_near_the_size_of_the_logits_in_a_training_step_and_validation(real_vocab_dir: Path) -> None:
     watch = LargestTensor()
     trainer = _fit_and_validate(real_vocab_dir, watch)
@@ -62,6 +63,7 @@ def test_no_tensor_near_the_size_of_the_logits_in_a_training_step_and_validation
     assert watch.largest < logits_bytes / 4, (watch.largest, watch.op)
 
 
+@pytest.mark.slow
 def test_the_watch_sees_the_full_logits_when_they_are_materialised(real_vocab_dir: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The mutation the test above guards against: log-probs through the model's own full logits."""
     monkeypatch.setattr(logprobs_module, "chunked_head", lambda model: (None, None, "forced by the test"))

@@ -38,6 +38,7 @@ def _fit(model_dir, objective, max_steps: int, **module_kwargs) -> tuple[GRPOMod
     return module, trainer
 
 
+@pytest.mark.slow
 def test_nan_loss_skips_the_update_and_training_continues(tiny_model_dir) -> None:
     module, trainer = _fit(tiny_model_dir, NaNOnCall(bad_call=2), max_steps=3)
     assert module.skipped_updates == 1
@@ -46,11 +47,13 @@ def test_nan_loss_skips_the_update_and_training_continues(tiny_model_dir) -> Non
     assert all(torch.isfinite(p).all() for p in module.policy.parameters())
 
 
+@pytest.mark.slow
 def test_nan_loss_raises_when_configured(tiny_model_dir) -> None:
     with pytest.raises(FloatingPointError, match="non-finite gradient norm"):
         _fit(tiny_model_dir, NaNOnCall(bad_call=1), max_steps=2, on_nonfinite="raise")
 
 
+@pytest.mark.slow
 def test_several_updates_per_rollout_step_the_optimizer_each_time(tiny_model_dir) -> None:
     module, trainer = _fit(tiny_model_dir, GRPO(beta=0.0), max_steps=4, updates_per_rollout=2)
     assert trainer.global_step == 4
@@ -80,6 +83,7 @@ class WeightsAfterFirstStep(Callback):
             self.weights = {k: v.clone() for k, v in pl_module.policy.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_minibatches_without_loss_tokens_make_no_optimizer_step(tiny_model_dir) -> None:
     """AGPO 'drop' removes zero-variance groups; after one real step (AdamW then has momentum), three
     rollouts whose groups are all dropped must leave the weights exactly as they were."""

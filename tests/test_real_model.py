@@ -71,6 +71,7 @@ def _draw(sampler: Any, model: Any, batch: dict[str, torch.Tensor], params: Samp
 
 
 # ---- sampling --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fast_greedy_equals_hf_generate_on_left_padded_chat_prompts(real) -> None:  # type: ignore[no-untyped-def]
     model, tokenizer = real
     batch = _chat(tokenizer, QUESTIONS)
@@ -98,6 +99,7 @@ def _assert_fits(counts: torch.Tensor, probs: torch.Tensor) -> None:
     assert chi2 < dof + 6 * (2 * dof) ** 0.5 + 10, (chi2, dof)
 
 
+@pytest.mark.slow
 def test_fast_sampler_draws_from_the_models_per_step_distribution(real, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Every decode step's distribution is the plain forward's softmax(logits / T) for the drawn prefix, and
     the draws follow it (first tokens: chi-square against the plain forward)."""
@@ -146,6 +148,7 @@ def _rollout_rows(tokenizer: Any, group_size: int) -> tuple[torch.Tensor, torch.
     return ids, torch.cat([prompt_mask, comp_mask], dim=1), prompt_ids.shape[1], comp_mask
 
 
+@pytest.mark.slow
 def test_training_logprobs_and_entropy_equal_a_plain_forward_values_and_gradients(real) -> None:  # type: ignore[no-untyped-def]
     model, tokenizer = real
     group_size, temperature = 3, 0.7
@@ -198,6 +201,7 @@ def _template_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     return list(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)["input_ids"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("system_prompt", [None, "Answer with one number."])
 def test_prompt_ids_are_the_models_chat_template_with_its_system_turn(smollm2_dir: Path, system_prompt: str | None) -> None:
     template = "What is {question}? Reply with the number only."
@@ -216,6 +220,7 @@ def test_prompt_ids_are_the_models_chat_template_with_its_system_turn(smollm2_di
     assert template.format(question=rows[0]["question"]) in text  # prompt_template formats the user message
 
 
+@pytest.mark.slow
 def test_im_end_ends_completions_and_their_loss_mask(real, smollm2_dir: Path) -> None:  # type: ignore[no-untyped-def]
     model, tokenizer = real
     im_end = tokenizer.convert_tokens_to_ids(IM_END)
@@ -327,6 +332,7 @@ def test_two_lora_steps_move_only_the_adapter_and_the_merged_export_reloads(smol
 
 
 # ---- the conversion --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_conversion_is_kept_and_bad_paths_are_named(smollm2_dir: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     record = json.loads((smollm2_dir / RECORD).read_text())
     assert record["gguf_file"] == SMOLLM2_FILE and record["size_bytes"] == smollm2_gguf_path().stat().st_size

@@ -116,6 +116,7 @@ def _local_data(recipe: str, tmp_path: Path) -> list[str]:
     return [f"--data.source.init_args.train_path={train}", f"--data.source.init_args.validation_path={validation}"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_recipe_trains_two_steps_on_cpu_at_the_real_vocabulary_size(
     recipe: Path, qwen_like: dict[int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -66,6 +66,7 @@ def _fit(model_dir: Path, root: Path, max_steps: int, ckpt_path: str | None = No
     return module, log
 
 
+@pytest.mark.slow
 def test_resumed_run_matches_the_uninterrupted_run_bitwise(tiny_model_dir: Path, tmp_path: Path) -> None:
     full, full_log = _fit(tiny_model_dir, tmp_path / "full", max_steps=6)
     # 12 prompts, 2 per step: the 6 steps span exactly one data epoch, each prompt once.
@@ -98,6 +99,7 @@ def test_prompt_batches_cover_each_epoch_once_and_do_not_depend_on_the_rank_coun
         batch_indices(3, 0, seed=0, rank=0, world_size=2, per_rank=2)
 
 
+@pytest.mark.slow
 def test_validate_reports_greedy_accuracy_pass_at_k_and_maj_at_k(tiny_model_dir: Path) -> None:
     module = make_module(str(tiny_model_dir), objective=GRPO(beta=0.0))
     data = make_data(Arithmetic(num_validation=7), tokenizer=str(tiny_model_dir), max_new_tokens=4,
@@ -112,6 +114,7 @@ def test_validate_reports_greedy_accuracy_pass_at_k_and_maj_at_k(tiny_model_dir:
     assert 1 <= results["val/length_mean"] <= 4
 
 
+@pytest.mark.slow
 def test_validation_accuracy_counts_right_answers(tiny_model_dir: Path) -> None:
     """A judge that marks everything correct gives accuracy and pass@k 1; one that marks nothing, 0."""
     from lightning_grpo.rewards import ExactInteger

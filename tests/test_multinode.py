@@ -28,9 +28,9 @@ import torch
 
 from tests.test_distributed import METRIC_RTOL, PARAM_ATOL, SCRIPTS, TIMEOUT, _assert_same_run, _env, _train_fixed
 
-# Variables a launcher may have left in this process's environment; each node gets only its own.
 pytestmark = pytest.mark.distributed  # every test here starts several processes (and is also slow)
 
+# Variables a launcher may have left in this process's environment; each node gets only its own.
 _LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK",
                        "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
 

@@ -18,9 +18,9 @@ from lightning_grpo.sampling import (
     HFSampler,
     SamplingParams,
     completion_mask_from_ids,
-    sample_categorical,
     sampling_scores,
 )
+from tests.test_sampling_distribution import assert_fits
 
 BACKENDS = {"hf": HFSampler, "fast": FastSampler}
 
@@ -129,19 +129,6 @@ def test_fast_sampling_keeps_prompt_major_groups_and_masks(model_and_tokenizer) 
     assert len({tuple(r) for r in seq[:3, tp:].tolist()}) > 1
 
 
-def _assert_fits(counts: torch.Tensor, probs: torch.Tensor) -> None:
-    """Pearson chi-square of the counts against the probabilities (cells expecting < 5 draws pooled)."""
-    expected = probs.double() * counts.sum()
-    keep = expected >= 5
-    observed = torch.cat([counts[keep], counts[~keep].sum().view(1)])
-    wanted = torch.cat([expected[keep], expected[~keep].sum().view(1)])
-    nonzero = wanted > 0
-    chi2 = (((observed - wanted) ** 2)[nonzero] / wanted[nonzero]).sum().item()
-    dof = max(int(nonzero.sum()) - 1, 1)
-    # Mean dof, sd sqrt(2 dof): this bound is beyond the 99.99% quantile for every dof used here.
-    assert chi2 < dof + 6 * (2 * dof) ** 0.5 + 10, (chi2, dof)
-
-
 @pytest.mark.parametrize("options", [{}, {"temperature": 0.7, "top_k": 5}, {"temperature": 1.3, "top_p": 0.6}])
 def test_fast_first_token_follows_the_model_distribution(model_and_tokenizer, options) -> None:
     model, tokenizer = model_and_tokenizer
@@ -160,22 +147,7 @@ def test_fast_first_token_follows_the_model_distribution(model_and_tokenizer, op
     seq, _, _ = _draw("fast", model, prompt, [10**6], tokenizer.pad_token_id, group_size=4000, max_new_tokens=1, **options)
     counts = torch.bincount(seq[:, -1], minlength=probs.numel()).double()
     assert counts[probs == 0].sum() == 0  # never a token outside top-k / top-p
-    _assert_fits(counts, probs)
-
-
-@pytest.mark.parametrize("vocab, block", [(7, 1), (23, 4), (50, 8), (1000, 256), (3000, 256)])
-def test_sample_categorical_is_exact(vocab, block) -> None:
-    generator = torch.Generator().manual_seed(vocab)
-    probs = torch.rand(vocab, generator=generator) ** 3
-    probs[torch.randperm(vocab, generator=generator)[: vocab // 4]] = 0  # some zero-probability entries
-    probs[-1] = 0  # including the last one (the clamp must not land there)
-    probs = probs / probs.sum()
-    n = 40000
-    torch.manual_seed(0)
-    draws = sample_categorical(probs.expand(n, -1), block=block)
-    counts = torch.bincount(draws, minlength=vocab).double()
-    assert counts[probs == 0].sum() == 0 and draws.max() < vocab
-    _assert_fits(counts, probs)
+    assert_fits(counts, probs)
 
 
 def test_hf_backend_ignores_distribution_changing_checkpoint_defaults(model_and_tokenizer) -> None:

@@ -186,7 +186,7 @@ def test_cli_accepts_a_lora_config_by_class_path(tiny_model_dir: Path, tmp_path:
             f"--model.model_name_or_path={tiny_model_dir}", f"--trainer.default_root_dir={tmp_path}",
             "--model.peft.class_path=peft.LoraConfig", "--model.peft.init_args.r=8",
             "--model.peft.init_args.lora_alpha=16", "--model.peft.init_args.target_modules=[q_proj,v_proj]",
-            "--model.peft.init_args.lora_dropout=0.05",
+            "--model.peft.init_args.lora_dropout=0.05", "--data.rollout.rewards=[lightning_grpo.rewards.ExactInteger]",
         ],
     )
     config = cli.model.peft_config

@@ -83,7 +83,7 @@ def main() -> None:
     module = GRPOModule(args.model, objective=GRPO(beta=0.0), optimizer=Optimization(learning_rate=1e-3),
                         logging=Logging(log_completions_every_n_steps=0))
     engine = RolloutEngine(group_size=4, sampling=Sampling(max_new_tokens=4), environment=RankTurns(),
-                           rewards=[DigitShare()], dynamic_sampling=DynamicSampling(max_extra_rounds=2), max_episode_tokens=16)
+                           rewards=[DigitShare()], dynamic_sampling=DynamicSampling(max_extra_rounds=2), max_episode_tokens=40)
     data = RolloutDataModule(Arithmetic(num_train=64), tokenizer=args.model, prompts_per_step=4, rollout=engine)
     trainer.fit(module, data)
 

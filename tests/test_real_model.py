@@ -320,8 +320,9 @@ def test_two_lora_steps_move_only_the_adapter_and_the_merged_export_reloads(smol
     with torch.no_grad():
         ours, theirs = module.policy.eval()(input_ids=ids).logits, merged.eval()(input_ids=ids).logits
         before = AutoModelForCausalLM.from_pretrained(smollm2_dir)(input_ids=ids).logits
-    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
-    assert (before - ours).abs().max() > 1e-3  # the merged weights are not the base model's
+    torch.testing.assert_close(theirs, ours, atol=5e-4, rtol=1e-4)  # merging changes the order of the sums
+    moved = (before - ours).abs().max().item()
+    assert moved > 5e-3, moved  # the merged weights are not the base model's
     assert _greedy_text(merged, tokenizer) == _greedy_text(module.policy, tokenizer)
 
 

@@ -326,8 +326,9 @@ def test_two_lora_steps_move_only_the_adapter_and_the_merged_export_reloads(smol
     with torch.no_grad():
         ours, theirs = module.policy.eval()(input_ids=ids).logits, merged.eval()(input_ids=ids).logits
         before = AutoModelForCausalLM.from_pretrained(smollm2_dir)(input_ids=ids).logits
-    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
-    assert (before - ours).abs().max() > 1e-3  # the merged weights are not the base model's
+    torch.testing.assert_close(theirs, ours, atol=5e-4, rtol=1e-4)  # merging changes the order of the sums
+    moved = (before - ours).abs().max().item()
+    assert moved > 5e-3, moved  # the merged weights are not the base model's
     assert _greedy_text(merged, tokenizer) == _greedy_text(module.policy, tokenizer)
 
 
@@ -343,3 +344,20 @@ def test_conversion_is_kept_and_bad_paths_are_named(smollm2_dir: Path, tmp_path:
     assert convert_gguf(smollm2_gguf_path(), smollm2_dir) == smollm2_dir
     with pytest.raises(FileNotFoundError, match="missing.gguf"):
         convert_gguf(tmp_path / "missing.gguf", tmp_path / "out")
+
+
+def test_the_smollm2_recipe_parses_as_written(smollm2_dir: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    from lightning_grpo.cli import main
+
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "recipes" / "smollm2_135m_addition.yaml"
+    monkeypatch.setattr("sys.argv", ["lightning-grpo"])
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(recipe), f"--model.model_name_or_path={smollm2_dir}", "--print_config"])
+    config, written = yaml.safe_load(capsys.readouterr().out), yaml.safe_load(recipe.read_text())
+    assert config["model"]["model_name_or_path"] == str(smollm2_dir)
+    assert config["model"]["peft"]["init_args"]["r"] == written["model"]["peft"]["init_args"]["r"] == 16
+    assert config["data"]["prompt"]["template"] == written["data"]["prompt"]["template"]
+    assert config["data"]["prompt"]["use_chat_template"]
+    assert config["data"]["source"]["init_args"]["num_validation"] >= 100  # >= 100 held-out problems

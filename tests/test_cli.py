@@ -29,8 +29,8 @@ def test_demo_config_trains_three_steps_and_logs_entropy_and_reward(tmp_path: Pa
         f"--model.model_name_or_path={tmp_path / 'warm'}",
         f"--prepare.output_dir={tmp_path / 'warm'}",
         "--prepare.steps=20",
-        "--prepare.hidden_size=64",
-        "--prepare.num_layers=2",
+        "--prepare.model.hidden_size=64",
+        "--prepare.model.num_layers=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "warm" / "config.json").exists()  # the warm start saved a loadable checkpoint

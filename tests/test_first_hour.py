@@ -71,7 +71,7 @@ def test_cli_fit_and_resume_on_a_small_dataset_show_only_what_matters(tmp_path: 
         "--config", str(ROOT / "configs" / "demo.yaml"),
         f"--trainer.logger.init_args.save_dir={tmp_path}",
         f"--model.model_name_or_path={tmp_path / 'warm'}", f"--prepare.output_dir={tmp_path / 'warm'}",
-        "--prepare.steps=20", "--prepare.hidden_size=64", "--prepare.num_layers=2",
+        "--prepare.steps=20", "--prepare.model.hidden_size=64", "--prepare.model.num_layers=2",
         "--data.source.init_args.num_train=16", "--data.validation.max_prompts=8", "--data.validation.num_samples=2",
         "--trainer.val_check_interval=3", f"--trainer.callbacks.init_args.dirpath={checkpoints}",
         "--trainer.callbacks.init_args.every_n_train_steps=2",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import lightning_grpo.demo.warm_start as warm_start
-from lightning_grpo.demo.tiny_model import build_char_tokenizer, build_tiny_qwen3
 from lightning_grpo.demo.arithmetic import Arithmetic
+from lightning_grpo.demo.tiny_model import TinyModelShape, build_char_tokenizer, build_tiny_qwen3
 
 
 @pytest.mark.parametrize(("measured", "expected_steps"), [(0.5, 10), (0.3, 30)])
@@ -18,7 +18,7 @@ def test_warm_start_stops_once_sampled_accuracy_reaches_the_target(monkeypatch, 
         return measured
 
     monkeypatch.setattr(warm_start, "_accuracy", fake_accuracy)
-    ws = warm_start.WarmStart(steps=30, batch_size=4, hidden_size=32, num_layers=1, intermediate_size=64,
+    ws = warm_start.WarmStart(steps=30, batch_size=4, model=TinyModelShape(hidden_size=32, num_layers=1, intermediate_size=64),
                               target_accuracy=0.4, eval_every=10, eval_prompts=4)
     tokenizer = build_char_tokenizer()
     model = build_tiny_qwen3(tokenizer, hidden_size=32, num_layers=1, intermediate_size=64)

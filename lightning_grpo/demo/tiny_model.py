@@ -8,6 +8,7 @@ a character-level ``tokenizers`` model built without any download. Both are save
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,6 +31,18 @@ def build_char_tokenizer() -> PreTrainedTokenizerFast:
     )
     tokenizer.padding_side = "left"
     return tokenizer
+
+
+@dataclass(frozen=True)
+class TinyModelShape:
+    """The Qwen3 config sizes of a tiny model (the demo's warm start: ``prepare.init_args.model``)."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 384
+    max_position_embeddings: int = 256
 
 
 def build_tiny_qwen3(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -34,8 +35,8 @@ from torch.utils.data import DataLoader, IterableDataset
 from transformers import PreTrainedTokenizerBase
 
 from lightning_grpo.callbacks import step_progress_bar
+from lightning_grpo.demo.tiny_model import TinyModelShape, build_char_tokenizer, build_tiny_qwen3
 from lightning_grpo.preparation import RunPreparation
-from lightning_grpo.demo.tiny_model import build_char_tokenizer, build_tiny_qwen3
 from lightning_grpo.rewards.base import RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.sources import PromptSource
@@ -48,12 +49,7 @@ class WarmStart(RunPreparation):
         steps: int = 300,
         batch_size: int = 64,
         learning_rate: float = 3e-3,
-        hidden_size: int = 128,
-        num_layers: int = 4,
-        num_heads: int = 4,
-        num_kv_heads: int = 2,
-        intermediate_size: int = 384,
-        max_position_embeddings: int = 256,
+        model: TinyModelShape = TinyModelShape(),
         prompt_template: str = "{question}",
         label_noise: float = 0.0,
         target_accuracy: float | None = None,
@@ -69,8 +65,8 @@ class WarmStart(RunPreparation):
             steps: supervised optimizer steps (the knob that sets how good the starting policy is).
             batch_size: examples per step.
             learning_rate: AdamW learning rate, with linear decay to 0.
-            hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size, max_position_embeddings:
-                the Qwen3 config of the tiny model.
+            model: the Qwen3 config sizes of the tiny model (hidden_size, num_layers, num_heads,
+                num_kv_heads, intermediate_size, max_position_embeddings).
             prompt_template: how a question becomes a prompt; must match the data module's.
             label_noise: probability that a training target has one digit changed: the model then
                 imitates an unreliable teacher, right on average but often wrong when sampled, and
@@ -95,14 +91,7 @@ class WarmStart(RunPreparation):
         self.steps = steps
         self.batch_size = batch_size
         self.learning_rate = learning_rate
-        self.sizes = dict(
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            num_kv_heads=num_kv_heads,
-            intermediate_size=intermediate_size,
-            max_position_embeddings=max_position_embeddings,
-        )
+        self.sizes = asdict(model)
         self.prompt_template = prompt_template
         self.label_noise = label_noise
         self.target_accuracy = target_accuracy

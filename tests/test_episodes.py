@@ -28,16 +28,9 @@ from lightning_grpo.rollout_engine import RolloutEngine
 from lightning_grpo.sampling import FastSampler, Sampling
 from lightning_grpo.demo.arithmetic import Arithmetic
 from tests.builders import make_data, make_module
+from tests.test_resume_and_validation import DigitShare
 
 REGRESSION = Path(__file__).parent / "data" / "single_turn_regression.pt"
-
-
-class DigitShare(RewardFunction):
-    def __init__(self) -> None:
-        super().__init__(name="digits")
-
-    def score_one(self, prompt: str, completion: str, gold: str, metadata: dict) -> float:
-        return sum(c.isdigit() for c in completion) / max(len(completion), 1)
 
 
 class Record(Callback):

@@ -46,6 +46,7 @@ from lightning_grpo.sampling import FastSampler, HFSampler, SamplingParams
 from lightning_grpo.sampling.distribution import next_token
 from lightning_grpo.demo.arithmetic import Arithmetic
 from tests.builders import make_data, make_module
+from tests.test_sampling_distribution import assert_fits
 
 IM_END = "<|im_end|>"
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
@@ -85,20 +86,6 @@ def test_fast_greedy_equals_hf_generate_on_left_padded_chat_prompts(real) -> Non
     assert len(set(lengths)) > 1 and min(lengths) < params.max_new_tokens  # rows stop at different steps
 
 
-def _assert_fits(counts: torch.Tensor, probs: torch.Tensor) -> None:
-    """Pearson chi-square of the counts against the probabilities (cells expecting < 5 draws pooled)."""
-    expected = probs.double() * counts.sum()
-    keep = expected >= 5
-    observed = torch.cat([counts[keep], counts[~keep].sum().view(1)])
-    wanted = torch.cat([expected[keep], expected[~keep].sum().view(1)])
-    nonzero = wanted > 0
-    chi2 = (((observed - wanted) ** 2)[nonzero] / wanted[nonzero]).sum().item()
-    dof = max(int(nonzero.sum()) - 1, 1)
-    assert dof >= 3, "the distribution is too peaked to test anything"
-    # Mean dof, sd sqrt(2 dof): this bound is beyond the 99.99% quantile for every dof used here.
-    assert chi2 < dof + 6 * (2 * dof) ** 0.5 + 10, (chi2, dof)
-
-
 @pytest.mark.slow
 def test_fast_sampler_draws_from_the_models_per_step_distribution(real, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Every decode step's distribution is the plain forward's softmax(logits / T) for the drawn prefix, and
@@ -111,7 +98,8 @@ def test_fast_sampler_draws_from_the_models_per_step_distribution(real, monkeypa
                   tokenizer).completion_ids[:, 0]  # [600]
     with torch.no_grad():
         first_probs = (model(**batch).logits[0, -1] / temperature).softmax(-1)  # [V]
-    _assert_fits(torch.bincount(first, minlength=first_probs.numel()).double(), first_probs)
+    assert int((first_probs * len(first) >= 5).sum()) >= 3, "the distribution is too peaked to test anything"
+    assert_fits(torch.bincount(first, minlength=first_probs.numel()).double(), first_probs)
     # Each step's logits and parameters, as the sampler hands them to the draw (rows still running).
     seen: list[tuple[torch.Tensor, SamplingParams]] = []
 

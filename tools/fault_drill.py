@@ -547,14 +547,14 @@ def drill_bad_rows(d: Drill) -> DrillResult:
     clean.write_text("".join(json.dumps(r) + "\n" for r in good))
     messages = {}
     for name, train_path, val_path in (("train", train, clean), ("held-out", clean, held_out)):
-        # The held-out set named as data.val_source: a held-out set the config asks for must load (the
-        # source's own validation split, when unusable, only turns validation off with a warning: data.py).
+        # The held-out set named as data.validation.source (the source's own validation split follows the
+        # same policy: tests/test_config_errors.py).
         source = {"class_path": "lightning_grpo.sources.JsonlProblems", "init_args": {"train_path": str(train_path)}}
         val_source = {"class_path": "lightning_grpo.sources.JsonlProblems",
                       "init_args": {"train_path": str(clean), "validation_path": str(val_path)}}
         config = d.config(d.root / f"bad-{name}", 2, data={"source": source, "validation": {"source": val_source}})
         run = d.fit(f"bad-rows-{name}", config)
-        messages[name] = last_matching(run.output, "ValueError: ")
+        messages[name] = last_matching(run.output, "Error: dataset")  # BadRowError, or the reader's ValueError
         messages[name + " exit"] = run.returncode
     survived = ("train.jsonl', row 4 (line 4): the field 'answer' is empty" in messages["train"]
                 and "held_out.jsonl" in messages["held-out"] and "line 3" in messages["held-out"])

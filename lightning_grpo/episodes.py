@@ -83,7 +83,7 @@ def run_episodes(
 ) -> Samples:
     """Sample G episodes per prompt (see the module docstring); ``Samples`` with the episodes' statistics."""
     first = sampler.sample(policy, prompt_ids, prompt_mask, params, eos_ids, pad_id)
-    n, tp = first.sequences.shape[0], first.prompt_length
+    n = first.sequences.shape[0]
     lengths = first.completion_mask.sum(dim=1).tolist()  # [N]
     rows = [first.completion_ids[i, : int(lengths[i])].tolist() for i in range(n)]
     truncated = first.truncated.tolist()

@@ -87,8 +87,6 @@ def test_groups_texts_rewards_metadata_and_counters() -> None:
 
 def test_data_module_setup_starts_every_reward_function(tiny_model_dir) -> None:
     """Reward set-up (MathReward's worker pool) happens in setup, not inside the first rollout."""
-    from lightning_grpo.data import RolloutDataModule
-
     class Counting(ExactInteger):
         started = 0
 

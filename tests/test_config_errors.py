@@ -9,8 +9,6 @@ from types import SimpleNamespace
 import pytest
 
 from tests.builders import make_data, make_module
-from lightning_grpo.data import RolloutDataModule
-from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.sources import BadRowError, GSM8K, JsonlProblems
 

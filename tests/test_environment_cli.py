@@ -11,7 +11,7 @@ from lightning_grpo.cli import GRPOCLI, main
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.environments import Calculator, PythonSandbox, SingleTurn, ToolEnvironment
 from lightning_grpo.module import GRPOModule
-from lightning_grpo.renamed_options import RENAMED, check_renamed
+from lightning_grpo.renamed_options import check_renamed
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,10 +19,8 @@ from lightning_grpo.dynamic_sampling import DynamicSampling
 from lightning_grpo.environments import Environment, EnvReply, Problem
 from lightning_grpo.logprobs import completion_logprobs
 from lightning_grpo.models import load_causal_lm, load_tokenizer
-from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.objectives.base import Normalizers, ObjectiveInputs
-from lightning_grpo.rewards import RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.rollout_engine import RolloutEngine
 from lightning_grpo.sampling import FastSampler, Sampling

@@ -12,7 +12,6 @@ import json
 import sys
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,8 +19,6 @@ from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_grpo.callbacks import InterruptCheckpoint, PeriodicCheckpoint, default_callbacks
-from lightning_grpo.data import RolloutDataModule
-from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.rewards import ExactInteger, RewardBatch, RewardComposer, RewardError, RewardFunction
 from lightning_grpo.rewards import base as reward_base

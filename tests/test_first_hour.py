@@ -14,14 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tests.builders import make_data, make_module
 from lightning_grpo.callbacks import RichStepProgressBar, TQDMStepProgressBar
-from lightning_grpo.data import RolloutDataModule
-from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.rewards import ExactInteger, RewardFunction
 from lightning_grpo.rewards.base import RewardBatch, RewardComposer

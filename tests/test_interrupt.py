@@ -25,7 +25,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tests.builders import make_data, make_module
 from lightning_grpo.callbacks import InterruptCheckpoint
-from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.rewards import RewardFunction

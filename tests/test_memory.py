@@ -12,13 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from lightning.pytorch import Trainer
 
 import lightning_grpo.logprobs as logprobs_module
 from tests.builders import make_data, make_module
-from lightning_grpo.data import RolloutDataModule
-from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.demo.arithmetic import Arithmetic
 from tests.test_logprobs import REAL_VOCAB, LargestTensor

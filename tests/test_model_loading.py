@@ -14,7 +14,6 @@ import huggingface_hub.constants
 import pytest
 
 from tests.builders import make_data
-from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.models import ModelLoadError, load_causal_lm, load_tokenizer
 
 HUB_ID = "lightning-grpo-tests/no-such-model"

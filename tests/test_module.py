@@ -8,7 +8,6 @@ from lightning.pytorch import Callback, Trainer
 
 from tests.builders import make_data, make_module
 from lightning_grpo.advantages import AGPOAdvantage
-from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO, ObjectiveInputs
 from lightning_grpo.rewards import RewardFunction

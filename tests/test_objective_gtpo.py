@@ -9,7 +9,7 @@ import torch
 
 from lightning_grpo.advantages import MeanCentered
 from lightning_grpo.objectives import GTPO, RGRA, Normalizers, ObjectiveInputs, conflict_tokens
-from tests.objective_batches import F64, loss_and_grad, make_inputs, t
+from tests.objective_batches import F64, loss_and_grad, t
 
 
 def conflicts(ids, lengths, adv, groups=None):

@@ -21,7 +21,6 @@ from lightning_grpo.objectives import (
     DrGRPO,
     EntropyBonus,
     Normalizers,
-    Objective,
     ObjectiveInputs,
 )
 from tests.objective_batches import F64, build, loss_and_grad, make_inputs, random_batch, t

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from lightning_grpo.environments.base import Environment, EnvReply
+from lightning_grpo.rollout import decode_rows
 from lightning_grpo.sampling.base import Sampler, SamplingParams, Samples
 
 
@@ -89,7 +90,7 @@ def run_episodes(
     truncated = first.truncated.tolist()
     env_s = 0.0
     start = time.perf_counter()
-    texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
+    texts, _ = decode_rows(tokenizer, rows)
     replies = environment.step(states, texts, 1)
     env_s += time.perf_counter() - start
     episodes = [_Episode(state=s) for s in states]
@@ -125,7 +126,7 @@ def run_episodes(
             new_rows.append(kept[:room])
             new_truncated.append(bool(samples.truncated[row]) or cut)
         start = time.perf_counter()
-        texts = tokenizer.batch_decode(new_rows, skip_special_tokens=True)
+        texts, _ = decode_rows(tokenizer, new_rows)
         replies = environment.step([episodes[i].state for i in active], texts, turn)
         env_s += time.perf_counter() - start
         active = _apply(episodes, active, new_rows, new_truncated, replies, texts, turn, environment, tokenizer, max_episode_tokens)

@@ -122,23 +122,28 @@ def gather_groups(rollouts: list[Rollout], picks: list[tuple[int, int]], pad_id:
     )
 
 
+def decode_rows(tokenizer: PreTrainedTokenizerBase, rows: list[list[int]]) -> tuple[list[str], list[bool]]:
+    """Texts of token-id rows (special tokens such as EOS left out) and whether each held an unknown id.
+
+    A row is undecodable when one of its ids is one the tokenizer does not know: real checkpoints pad their
+    embedding beyond the tokenizer (Qwen2.5: 151,936 rows, 151,665 tokens), and tokenizers drop such ids from
+    the text without a word; here they are left out of the text and the row is flagged.
+    """
+    known = len(tokenizer)
+    undecodable = [any(i >= known or i < 0 for i in row) for row in rows]
+    if any(undecodable):
+        rows = [[i for i in row if 0 <= i < known] for row in rows]
+    return tokenizer.batch_decode(rows, skip_special_tokens=True), undecodable
 
 
 def decode_completions(
-    tokenizer: PreTrainedTokenizerBase, completion_ids: Tensor, lengths: Tensor
+    tokenizer: PreTrainedTokenizerBase, completion_ids: Tensor, lengths: Tensor, starts: Tensor | None = None
 ) -> tuple[list[str], Tensor]:
-    """Texts of the loss tokens of each row (special tokens such as EOS left out) and undecodable flags [N].
-
-    A row is undecodable when one of its loss tokens is an id the tokenizer does not know: real
-    checkpoints pad their embedding beyond the tokenizer (Qwen2.5: 151,936 rows, 151,665 tokens), and
-    tokenizers drop such ids from the text without a word.
-    """
-    known = len(tokenizer)
-    rows = [row[: int(n)] for row, n in zip(completion_ids.tolist(), lengths.tolist())]
-    undecodable = torch.tensor([any(i >= known or i < 0 for i in row) for row in rows], dtype=torch.bool)
-    if bool(undecodable.any()):
-        rows = [[i for i in row if 0 <= i < known] for row in rows]
-    return tokenizer.batch_decode(rows, skip_special_tokens=True), undecodable.to(completion_ids.device)
+    """Texts of positions ``starts[i]:lengths[i]`` (default from 0) of each row and undecodable flags [N]."""
+    begin = starts.tolist() if starts is not None else [0] * len(completion_ids)
+    rows = [row[int(a) : int(n)] for row, a, n in zip(completion_ids.tolist(), begin, lengths.tolist())]
+    texts, undecodable = decode_rows(tokenizer, rows)
+    return texts, torch.tensor(undecodable, dtype=torch.bool, device=completion_ids.device)
 
 
 def build_rollout(
@@ -168,9 +173,7 @@ def build_rollout(
     if samples.final_turn_start is not None:
         # Multi-turn: rewards judge what the model said last (its final turn), not a tool's output; the whole
         # transcript (environment messages included) is in their metadata as "transcript".
-        ends = context.sum(dim=1).tolist()
-        finals = [row[int(a) : int(b)] for row, a, b in zip(samples.completion_ids.tolist(), samples.final_turn_start.tolist(), ends)]
-        answers_text = tokenizer.batch_decode(finals, skip_special_tokens=True)
+        answers_text, _ = decode_completions(tokenizer, samples.completion_ids, context.sum(dim=1), samples.final_turn_start)
         for m, transcript in zip(metadata, texts):
             m["transcript"] = transcript
     truncated = [bool(x) for x in samples.truncated.tolist()]

@@ -21,6 +21,7 @@ from lightning_grpo.logprobs import completion_logprobs
 from lightning_grpo.models import load_causal_lm, load_tokenizer
 from lightning_grpo.objectives import GRPO
 from lightning_grpo.objectives.base import Normalizers, ObjectiveInputs
+from lightning_grpo.rewards import RewardComposer, RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.rollout_engine import RolloutEngine
 from lightning_grpo.sampling import FastSampler, Sampling
@@ -210,10 +211,27 @@ def test_a_resumed_engine_draws_the_same_episodes(policy_and_tokenizer) -> None:
     assert torch.equal(got.input_ids, want.input_ids) and torch.equal(got.completion_mask, want.completion_mask)
 
 
+class RewardsOnlyExtraPrompts(RewardFunction):
+    """0 for the first batch's questions (so its groups are uninformative), a value of the transcript's
+    characters otherwise (the random model's transcripts differ, so those groups are informative)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="extra")
+
+    def score_one(self, prompt: str, completion: str, gold: str, metadata: dict) -> float:
+        return 0.0 if prompt in ("1+2=", "33+4=") else float(sum(map(ord, metadata["transcript"])) % 97)
+
+
 def test_dynamic_sampling_refills_multi_turn_groups(policy_and_tokenizer) -> None:
     policy, tokenizer = policy_and_tokenizer
     engine = _engine(tokenizer, Scripted(), dynamic_sampling=DynamicSampling(max_extra_rounds=2))
+    engine.composer = RewardComposer([RewardsOnlyExtraPrompts()])
     batches = iter([_batch(tokenizer, ["5+6=", "7+8="]) for _ in range(3)])
     rollout = engine.collect(policy, _batch(tokenizer, ["1+2=", "33+4="]), batches)
-    assert rollout.input_ids.shape[0] == 4 and rollout.stats["episode/count"] >= 4
-    assert (rollout.completion_mask.sum(dim=1) > 0).all()
+    assert rollout.stats["sampling/extra_rounds"] >= 1 and rollout.prompts == ["5+6=", "7+8="]
+    assert rollout.stats["episode/count"] == 4 * (1 + rollout.stats["sampling/extra_rounds"])  # summed over rounds
+    # The gathered groups keep their episodes' masks: environment tokens in the context, not in the loss.
+    tp = rollout.prompt_length
+    environment = (rollout.attention_mask[:, tp:] == 1) & (rollout.completion_mask == 0)
+    assert environment.sum(dim=1).min() >= 3  # every episode ran more than one turn ("<1>" is 3 tokens)
+    assert (rollout.completion_mask <= rollout.attention_mask[:, tp:]).all()

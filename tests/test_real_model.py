@@ -349,3 +349,24 @@ def test_the_smollm2_recipe_parses_as_written(smollm2_dir: Path, capsys, monkeyp
     assert config["data"]["prompt"]["template"] == written["data"]["prompt"]["template"]
     assert config["data"]["prompt"]["use_chat_template"]
     assert config["data"]["source"]["init_args"]["num_validation"] >= 100  # >= 100 held-out problems
+
+
+def test_tool_turn_tokens_equal_the_real_chat_template_s(smollm2_dir: Path) -> None:
+    """Prompt + the model's tool call (ending in <|im_end|>) + the environment's tokens is, token for token,
+    what SmolLM2's own chat template makes of the whole conversation (user, assistant call, tool result),
+    up to the next assistant header: the environment's text tokenises at the same boundaries."""
+    from lightning_grpo.environments import Calculator, ToolEnvironment
+
+    tokenizer = load_tokenizer(str(smollm2_dir))
+    env = ToolEnvironment(tools=[Calculator()], call_format="tool_call")
+    call = '<tool_call>{"name": "calculator", "arguments": {"expression": "12*34"}}</tool_call>'
+    (reply,) = env.step([None], [call], 1)
+    assert reply.message == "408" and reply.cut_at is None
+    user = [{"role": "user", "content": "What is 12*34?"}]
+    prompt = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    model_turn = tokenizer(call, add_special_tokens=False)["input_ids"] + [tokenizer.convert_tokens_to_ids(IM_END)]
+    ours = (tokenizer(prompt, add_special_tokens=False)["input_ids"] + model_turn
+            + tokenizer(env.render(reply, tokenizer, turn_had_eos=True), add_special_tokens=False)["input_ids"])
+    conversation = user + [{"role": "assistant", "content": call}, {"role": "tool", "content": "408"}]
+    theirs = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    assert ours == tokenizer(theirs, add_special_tokens=False)["input_ids"]

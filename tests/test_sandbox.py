@@ -183,10 +183,9 @@ def test_a_fork_bomb_is_forbidden_by_the_hook() -> None:
     assert "os.fork" in result.text
 
 
-@needs_root
-def test_os_layer_a_fork_bomb_is_bounded_by_the_process_limit_and_cleaned_up() -> None:
-    marker = f"bomb_{uuid.uuid4().hex}"
-    code = (
+def fork_bomb(marker: str) -> str:
+    """Up to 200 children that sleep a minute each; prints how many forks succeeded (the marker finds them)."""
+    return (
         f"import os, time  # {marker}\n"
         "children = 0\n"
         "for _ in range(200):\n"
@@ -200,6 +199,12 @@ def test_os_layer_a_fork_bomb_is_bounded_by_the_process_limit_and_cleaned_up() -
         "    children += 1\n"
         "print(children)\n"
     )
+
+
+@needs_root
+def test_os_layer_a_fork_bomb_is_bounded_by_the_process_limit_and_cleaned_up() -> None:
+    marker = f"bomb_{uuid.uuid4().hex}"
+    code = fork_bomb(marker)
     result = small(audit_hook=False, timeout_s=20.0).run(code)
     assert result.error is None, result
     children = int(result.text)
@@ -471,20 +476,7 @@ def test_without_namespaces_limits_still_give_clear_errors(no_namespaces) -> Non
 @needs_root
 def test_without_namespaces_a_fork_bomb_is_bounded_and_its_children_are_killed(no_namespaces) -> None:
     marker = f"bomb_{uuid.uuid4().hex}"
-    code = (
-        f"import os, time  # {marker}\n"
-        "children = 0\n"
-        "for _ in range(200):\n"
-        "    try:\n"
-        "        pid = os.fork()\n"
-        "    except OSError:\n"
-        "        break\n"
-        "    if pid == 0:\n"
-        "        time.sleep(60)\n"
-        "        os._exit(0)\n"
-        "    children += 1\n"
-        "print(children)\n"
-    )
+    code = fork_bomb(marker)
     try:
         result = small(audit_hook=False, timeout_s=20.0).run(code)
         assert result.error is None, result

@@ -54,6 +54,9 @@ def test_output_blocks_are_not_calls_and_long_results_are_cut() -> None:
     env = ToolEnvironment(tools=[Reverse()], max_result_chars=5)
     (reply,) = env.step([None], ["```output\n123\n```\nso 123"], 1)
     assert reply.done
+    # hard negatives: a block never closed, and a tool name inside prose, are no calls either
+    unclosed, in_prose = env.step([None, None], ["```reverse\nabc and then", "I could use reverse here: abc"], 1)
+    assert unclosed.done and in_prose.done and unclosed.tool_calls == in_prose.tool_calls == 0
     (reply,) = env.step([None], ["```reverse\nabcdefghij\n```"], 1)
     assert reply.message == "jihgf …[cut]"
 

@@ -76,6 +76,8 @@ TASKS = {
     "products": Task(
         configs=("configs/demo.yaml", "configs/tasks/tool_products.yaml"), correctness="lightning_grpo.rewards.ExactInteger"
     ),
+    # A real pretrained model (docs/real_model.md): the recipe's base model is the starting point.
+    "smollm2": Task(configs=("configs/recipes/smollm2_135m_addition.yaml",), correctness="lightning_grpo.rewards.MathReward"),
 }
 
 

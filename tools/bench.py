@@ -53,6 +53,8 @@ step and peak RSS; then the ratios the issue sets targets for.
     python tools/bench.py --models smollm2 --real-model-dir runs/smollm2-135m-instruct               # a real model
     python tools/bench.py --models smollm2 --real-model-dir runs/smollm2-135m-instruct --lora-rank 16  # ... with LoRA
     python tools/bench.py --device cuda --dtype bfloat16 --models gpu   # ~0.24B-parameter model on a GPU
+    python tools/bench.py --models smollm2 --real-model-dir runs/smollm2-135m-instruct --max-new-tokens 1024 \
+        --run-to-budget --prompts 2 --steps 1      # peak memory with 1,024-token completions
 
 A variant that fails (e.g. out of memory under the limit) is reported with its error and the peak
 resident memory it reached; the others go on.
@@ -150,6 +152,7 @@ class Work:
     memory_limit_gb: float | None = None  # address-space limit of each subprocess (None: none)
     chat: bool = False  # prompts as chat turns through the tokenizer's chat template, reward last_integer_correct
     lora_rank: int = 0  # > 0: train a LoRA adapter of this rank on every linear layer (both sides)
+    run_to_budget: bool = False  # every completion runs to max_new_tokens (EOS ignored on both sides): memory rows
 
 
 @dataclass
@@ -392,6 +395,12 @@ def run_project(work: Work) -> Result:
         FixedPrompts(), tokenizer=work.model_dir, prompts_per_step=work.prompts, seed=work.seed,
         rollout=RolloutEngine(work.group_size, Sampling(max_new_tokens=work.max_new_tokens), sampler=sampler, rewards=rewards),
     )
+    if work.run_to_budget and work.sampler == "hf":
+        raise SystemExit("project_hf does not implement --run-to-budget (project, project_fast and trl do)")
+    if work.run_to_budget:  # an EOS list the sampler never meets: every completion runs to the budget
+        import lightning_grpo.rollout_engine as rollout_engine
+
+        rollout_engine.eos_token_ids = lambda model, tokenizer: [-1]
     trainer.fit(module, data)
     return clock.result("project" if work.sampler is None else f"project_{work.sampler}")
 
@@ -426,6 +435,8 @@ def trl_config(work: Work, output_dir: str, micro_batch: int | None = None) -> A
         num_iterations=1,
         num_generations=work.group_size,
         max_completion_length=work.max_new_tokens,
+        # run_to_budget: generate() may not end a completion before the budget (EOS masked out until then).
+        generation_kwargs={"min_new_tokens": work.max_new_tokens} if work.run_to_budget else None,
         temperature=1.0,
         top_p=1.0,
         top_k=0,
@@ -507,6 +518,8 @@ def run_floor(work: Work) -> Result:
     """Plain PyTorch: nothing but the work a step must do."""
     import torch
 
+    if work.run_to_budget:
+        raise SystemExit("the floor variant does not implement --run-to-budget (project, project_fast and trl do)")
     if work.chat or work.lora_rank:
         raise SystemExit("the floor variant runs raw prompts with full weights only (not a chat preset or --lora-rank)")
 
@@ -682,6 +695,7 @@ def summarise(name: str, work: Work, results: dict[str, list[Result]], params: i
         f"{work.max_new_tokens} new tokens, beta={work.beta}, {work.device} {work.dtype}, {work.threads} thread(s)"
         + (f", LoRA r={work.lora_rank} on every linear layer" if work.lora_rank else ", full weights")
         + (", chat prompts, reward last_integer_correct" if work.chat else "")
+        + (", every completion run to the budget (EOS ignored)" if work.run_to_budget else "")
         + (f", address space <= {work.memory_limit_gb:g} GiB per variant" if work.memory_limit_gb else ""),
         "   project = the default configuration (no sampler option); project_fast / project_hf: data.rollout.sampler "
         f"fast / hf; trl_mb: TRL in micro-batches of {work.trl_micro_batch}",
@@ -758,6 +772,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-limit-gb", type=float, default=None,
                         help="address-space limit per subprocess, GiB (real_vocab: 10; others: none)")
     parser.add_argument("--lora-rank", type=int, default=None, help="train a LoRA adapter of this rank (0: full weights)")
+    parser.add_argument("--run-to-budget", action="store_true", default=None,
+                        help="every completion runs to --max-new-tokens on every side (EOS ignored): peak memory "
+                             "at a given completion length, whatever the model would have said")
     parser.add_argument("--real-model-dir", default=None,
                         help="smollm2: the converted Hugging Face folder, made there once and reused (default: a "
                              "temporary conversion, ~30 s)")
@@ -772,7 +789,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # Command-line options that map onto Work fields.
 _WORK_OPTIONS = ("steps", "warmup", "prompts", "group_size", "max_new_tokens", "beta", "threads", "trl_micro_batch",
-                 "memory_limit_gb", "device", "dtype", "lora_rank")
+                 "memory_limit_gb", "device", "dtype", "lora_rank", "run_to_budget")
 
 
 def work_for(name: str, model_dir: Path, args: argparse.Namespace) -> Work:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 Overlong = Literal["error", "drop", "truncate_left"]
@@ -173,9 +174,13 @@ def render_prompt(
 
 
 def _apply_chat_template(tokenizer: PreTrainedTokenizerBase, messages: list[Message], tools: list[dict] | None) -> str:
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, **({"tools": tools} if tools else {})
-    )  # tools: offered to the model by its own template
+    try:
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, **({"tools": tools} if tools else {})
+        )  # tools: offered to the model by its own template
+    except TemplateError as error:  # the template's own refusal, e.g. "System role not supported"
+        roles = [m.get("role") for m in messages]
+        raise ValueError(f"the tokenizer's chat template refused the messages with the roles {roles}: {error}") from error
 
 
 # ---- length ----------------------------------------------------------------------------------------------

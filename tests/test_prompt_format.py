@@ -16,7 +16,7 @@ import pytest
 from transformers import AutoTokenizer, Qwen2Config
 
 import lightning_grpo.data as data_module
-from lightning_grpo.prompt_format import PromptFormatError, fit_prompts, left_pad, question_value
+from lightning_grpo.prompt_format import PromptFormat, PromptFormatError, fit_prompts, left_pad, question_value, render_prompt
 from lightning_grpo.sources import BadRowError, JsonlProblems, _first_bad_json_line
 from tests.builders import make_data
 from tests.real_shapes import QWEN_DEFAULT_SYSTEM, build_qwen_like_tokenizer
@@ -141,6 +141,18 @@ def test_a_prompt_column_that_mixes_text_and_messages_is_read_row_by_row(chat_di
     )
 
 
+def test_a_chat_template_that_refuses_the_messages_is_named_by_row(tmp_path: Path) -> None:
+    tokenizer = build_qwen_like_tokenizer()
+    tokenizer.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+        "{% endif %}{{ m['content'] }}{% endfor %}"
+    )
+    assert render_prompt(PromptFormat(), tokenizer, USER_ONLY) == "What is 4+4?"
+    with pytest.raises(ValueError, match=r"chat template refused the messages with the roles \['system', 'user'\]: "
+                                         r"System role not supported"):
+        render_prompt(PromptFormat(), tokenizer, CONVERSATION)
+
+
 def test_question_value_keeps_messages_without_the_keys_a_table_filled_with_none() -> None:
     filled = [{"role": "user", "content": "hi", "name": None}]
     assert question_value(filled, "prompt") == [{"role": "user", "content": "hi"}]
@@ -173,6 +185,8 @@ def test_drop_skips_long_prompts_and_names_them_in_one_line(
     data.prompt = data_module.PromptFormat(use_chat_template=False, overlong="drop")
     data.setup("fit")
     assert data.datasets["train"]["id"] == ["long-0", "long-2", "long-4"]
+    assert data.datasets["train"]["prompt"] == ["1+1=", "2+2=", "3+3="]  # each kept row with its own prompt
+    assert [len(ids) for ids in data.datasets["train"]["prompt_ids"]] == [4, 4, 4]
     assert data.datasets["validation"]["id"] == ["held_out-0", "held_out-2", "held_out-4"]  # the same policy
     assert len(said) == 2 and all("\n" not in line for line in said)
     assert said[0].startswith("data.prompt.overlong=drop: 2 of 5 train prompts are longer than 240 tokens")

@@ -24,34 +24,27 @@ from typing import Any, Iterator
 
 import torch
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, PreTrainedTokenizerBase
 
 from lightning_grpo.models import load_tokenizer
+from lightning_grpo.prompt_format import (
+    PromptFormat,
+    PromptFormatError,
+    check_conversation_options,
+    fit_prompts,
+    is_conversation,
+    left_pad,
+    render_prompt,
+)
 from lightning_grpo.prompt_stream import PromptStream, batch_indices
 from lightning_grpo.rollout import PROMPT_FIELDS
 from lightning_grpo.rollout_engine import RolloutEngine
-from lightning_grpo.sources import BadRowError, PromptSource
+from lightning_grpo.sources import BadRowError, PromptSource, Split
 
-
-@dataclass(frozen=True)
-class PromptFormat:
-    """How a question becomes a prompt (``data.prompt``).
-
-    ``template`` (``str.format`` with ``{question}``) is the user's message; with a chat template
-    (``use_chat_template`` and the tokenizer has one) it becomes the user turn after ``system_prompt``
-    (which replaces the template's default system turn; Qwen2.5 adds one when none is given); without
-    one it is the whole prompt, after ``system_prompt`` and a blank line.
-    """
-
-    template: str = "{question}"
-    use_chat_template: bool = True
-    system_prompt: str | None = None
-
-    def __post_init__(self) -> None:
-        if "{question}" not in self.template:
-            raise ValueError(f"data.prompt.template must contain '{{question}}', got {self.template!r}")
+__all__ = ["PromptFormat", "RolloutDataModule", "Validation"]
+NAMED_ROWS = 3  # rows a message about several prompts names before "and N more"
 
 
 @dataclass(frozen=True)
@@ -141,18 +134,12 @@ class RolloutDataModule(LightningDataModule):
             )
         return self.prompts_per_step // self.world_size
 
-    def format_prompt(self, question: str) -> str:
+    def format_prompt(self, question: str | list[dict[str, Any]]) -> str:
+        """The prompt text of a string question or a conversation (see :mod:`lightning_grpo.prompt_format`)."""
         assert self.tokenizer is not None
-        fmt = self.prompt
-        system = [{"role": "system", "content": fmt.system_prompt}] if fmt.system_prompt else []
-        text = fmt.template.format(question=question)  # the user's words, with or without a chat template
-        if fmt.use_chat_template and self.tokenizer.chat_template:
-            tools = self.rollout.environment.chat_tools()  # offered to the model by its own template
-            return self.tokenizer.apply_chat_template(
-                system + [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True,
-                **({"tools": tools} if tools else {}),
-            )
-        return f"{fmt.system_prompt}\n\n{text}" if fmt.system_prompt else text
+        if is_conversation(question):
+            check_conversation_options(self.prompt, self.tokenizer, self.tokenizer_name, "this question")
+        return render_prompt(self.prompt, self.tokenizer, question, self.rollout.environment.chat_tools())
 
     def setup(self, stage: str) -> None:
         if self.source is None:
@@ -168,15 +155,23 @@ class RolloutDataModule(LightningDataModule):
         self.rollout.setup()  # e.g. MathReward's verifier worker pool, before the first rollout instead of in it
         _ = self.prompts_per_rank  # validates divisibility early
         budget = self.rollout.max_episode_tokens
-        self.max_prompt_tokens = self._context_length() - budget
-        if self.max_prompt_tokens < 1:
-            name = "max_new_tokens" if self.rollout.environment.max_turns == 1 else "max_episode_tokens"
+        context = self._context_length()
+        room = context - budget
+        name = "max_new_tokens" if self.rollout.environment.max_turns == 1 else "max_episode_tokens"
+        if room < 1:
+            raise ValueError(f"data.rollout.{name}={budget} leaves no room for a prompt in the model's context of {context} tokens")
+        if self.prompt.max_length is not None and self.prompt.max_length > room:
             raise ValueError(
-                f"data.rollout.{name}={budget} leaves no room for a prompt in the model's context of "
-                f"{self._context_length()} tokens"
+                f"data.prompt.max_length={self.prompt.max_length} is more than the model's context minus the completion "
+                f"budget ({room} = {context} - data.rollout.{name}={budget}): lower it or the budget"
             )
+        self.max_prompt_tokens = self.prompt.max_length if self.prompt.max_length is not None else room
+        self._limit_reason = (
+            f"data.prompt.max_length={self.max_prompt_tokens}" if self.prompt.max_length is not None
+            else f"{room} = the model's context of {context} - data.rollout.{name}={budget}"
+        )
         if stage == "fit" and "train" not in self.datasets:
-            self.datasets["train"] = self._prepare(self.source.load("train"))
+            self.datasets["train"] = self._prepare(self.source.load("train"), self.source, "train")
         if stage in ("fit", "validate") and "validation" not in self.datasets:
             self.datasets["validation"] = self._held_out(required=stage == "validate")
 
@@ -193,22 +188,63 @@ class RolloutDataModule(LightningDataModule):
         config = AutoConfig.from_pretrained(self.tokenizer_name)
         return int(getattr(config, "max_position_embeddings", None) or self.tokenizer.model_max_length)
 
-    def _prepare(self, table: Any) -> Any:
-        # A column from a list, not ``table.map(fn)``: ``fn`` would close over this module (tokenizer and
+    def _prepare(self, table: Any, source: PromptSource, split: Split) -> Any:
+        """The source's table with the columns ``prompt`` (text) and ``prompt_ids`` (its token ids), after
+        the length policy (``data.prompt.overlong``); row ``i`` of ``table`` is row ``i`` of ``source``'s
+        ``split`` (messages name it with :meth:`PromptSource.row_place`)."""
+        # Columns from lists, not ``table.map(fn)``: ``fn`` would close over this module (tokenizer and
         # all), which ``datasets`` cannot fingerprint, so every run warned and drew a progress bar.
-        prompts = [self.format_prompt(question) for question in table["question"]]
-        if "prompt" in table.column_names:
-            table = table.remove_columns("prompt")
-        table = table.add_column("prompt", prompts)
-        lengths = [len(ids) for ids in self.tokenizer(list(table["prompt"]), add_special_tokens=False)["input_ids"]]
-        longest = max(range(len(lengths)), key=lengths.__getitem__)
-        if lengths[longest] > self.max_prompt_tokens:
-            raise ValueError(
-                f"prompt {table[longest]['id']!r} has {lengths[longest]} tokens, more than the model's context "
-                f"minus the completion budget ({self.max_prompt_tokens} = context - {self.rollout.max_episode_tokens}); "
-                "shorten it, filter the data or lower max_new_tokens (max_episode_tokens)"
+        questions = list(table["question"])
+        conversation = next((i for i, q in enumerate(questions) if is_conversation(q)), None)
+        if conversation is not None:
+            place = source.row_place(split, conversation)
+            check_conversation_options(self.prompt, self.tokenizer, self.tokenizer_name, f"{place} (and any like it)")
+        tools = self.rollout.environment.chat_tools()  # offered to the model by its own template
+        prompts = []
+        for index, question in enumerate(questions):
+            try:
+                prompts.append(render_prompt(self.prompt, self.tokenizer, question, tools))
+            except ValueError as error:
+                raise BadRowError(f"{source.row_place(split, index)}: {error}") from error
+        ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]  # P lists of token ids
+        fitted = fit_prompts(ids, self.max_prompt_tokens, self.prompt.overlong)
+        if fitted.overlong:
+            self._report_overlong(table, source, split, fitted.overlong, fitted.lengths)
+            if len(fitted.kept) == 0:
+                raise PromptFormatError(
+                    f"all {len(table)} {split} prompts are longer than {self.max_prompt_tokens} tokens "
+                    f"({self._limit_reason}), so data.prompt.overlong=drop left none"
+                )
+        if self.prompt.overlong == "truncate_left":
+            prompts = [self.tokenizer.decode(row, skip_special_tokens=False) if len(row) < fitted.lengths[i] else prompts[i]
+                       for i, row in enumerate(fitted.ids)]
+        else:
+            prompts = [prompts[i] for i in fitted.kept]
+        if len(fitted.kept) < len(table):
+            table = table.select(fitted.kept)
+        table = table.remove_columns([c for c in ("prompt", "prompt_ids") if c in table.column_names])
+        return table.add_column("prompt", prompts).add_column("prompt_ids", fitted.ids)
+
+    def _report_overlong(self, table: Any, source: PromptSource, split: Split, overlong: list[int], lengths: list[int]) -> None:
+        """Raise (``overlong: error``) or say in one line what the policy did to the prompts over the limit."""
+        named = "; ".join(
+            f"{source.row_place(split, i)} (id {table[i]['id']!r}, {lengths[i]} tokens)" for i in overlong[:NAMED_ROWS]
+        )
+        more = f"; and {len(overlong) - NAMED_ROWS} more" if len(overlong) > NAMED_ROWS else ""
+        limit = f"{self.max_prompt_tokens} tokens ({self._limit_reason})"
+        if self.prompt.overlong == "error":
+            first = overlong[0]
+            raise PromptFormatError(
+                f"{source.row_place(split, first)}: prompt {table[first]['id']!r} has {lengths[first]} tokens, more "
+                f"than {limit}{f'; {len(overlong) - 1} more {split} prompts too' if len(overlong) > 1 else ''}. "
+                "Set data.prompt.overlong=drop to skip such prompts or truncate_left to keep their last tokens, "
+                "or set data.prompt.max_length, shorten or filter the data, or lower the completion budget"
             )
-        return table
+        done = "dropped" if self.prompt.overlong == "drop" else "cut to their last tokens"
+        rank_zero_info(
+            f"data.prompt.overlong={self.prompt.overlong}: {len(overlong)} of {len(table)} {split} prompts are longer "
+            f"than {limit} and were {done}: {named}{more}"
+        )
 
     def _held_out(self, required: bool) -> Any | None:
         """The held-out prompts, or None (with a warning) when the source has none and none is required."""
@@ -225,8 +261,8 @@ class RolloutDataModule(LightningDataModule):
             rank_zero_warn(f"no validation during fit: {error}")
             return None
         if self.validation.max_prompts is not None:
-            table = table.select(range(min(self.validation.max_prompts, len(table))))
-        return self._prepare(table)
+            table = table.select(range(min(self.validation.max_prompts, len(table))))  # a prefix: row i stays row i
+        return self._prepare(table, source, "validation")
 
     @property
     def rank(self) -> int:
@@ -249,16 +285,14 @@ class RolloutDataModule(LightningDataModule):
         return DataLoader(table, batch_size=self.validation.batch_size, shuffle=False, collate_fn=self.collate)
 
     def collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        encoded = self.tokenizer(
-            [r["prompt"] for r in rows], padding=True, return_tensors="pt", add_special_tokens=False
-        )
+        input_ids, attention_mask = left_pad([r["prompt_ids"] for r in rows], self.tokenizer.pad_token_id)
         return {
-            "input_ids": encoded["input_ids"],  # [P, Tp]
-            "attention_mask": encoded["attention_mask"],  # [P, Tp]
+            "input_ids": input_ids,  # [P, Tp]
+            "attention_mask": attention_mask,  # [P, Tp]
             "prompt": [r["prompt"] for r in rows],
             "answer": [r["answer"] for r in rows],
             "id": [r["id"] for r in rows],
-            "metadata": [{k: v for k, v in r.items() if k not in PROMPT_FIELDS} for r in rows],  # for rewards
+            "metadata": [{k: v for k, v in r.items() if k not in PROMPT_FIELDS and k != "prompt_ids"} for r in rows],  # for rewards
         }
 
     # ---- rollouts ------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """Prompt sources: where prompts and gold answers come from.
 
 A source returns a ``datasets.Dataset`` per split (``"train"`` or ``"validation"``) with the columns
-``id`` (str, unique within the split), ``question`` (str), ``answer`` (the gold answer, str) and
-``solution`` (a worked target for supervised warm starts, str, possibly empty). Every other column of
-the data (MATH's ``level`` and ``subject``, say) is kept as it is, so reward functions can read it as
-per-row metadata; an extra column named ``prompt`` (which the data module writes) is kept as
-``source_prompt``.
+``id`` (str, unique within the split), ``question`` (a string, or a conversation: a list of messages
+``{"role": ..., "content": ...}`` as in TRL's conversational format), ``answer`` (the gold answer, str)
+and ``solution`` (a worked target for supervised warm starts, str, possibly empty). Every other column
+of the data (MATH's ``level`` and ``subject``, say) is kept as it is, so reward functions can read it
+as per-row metadata; extra columns named ``prompt`` or ``prompt_ids`` (which the data module writes)
+are kept as ``source_prompt`` and ``source_prompt_ids``.
 
 The table-backed sources (:class:`GSM8K`, :class:`MATH`, :class:`JsonlProblems`) read each split from
 either
@@ -21,26 +22,34 @@ A path that looks like a file (it has one of the suffixes above) or cannot be a 
 The default ids are the hub's own; nothing is read from outside the repository unless a config says so.
 
 Bad rows stop the load, the same for training and held-out data: a row with an empty or missing
-question, an empty or missing gold answer (after the source's own extraction, e.g. GSM8K's ``####``),
-raises a ``ValueError`` naming the file (or hub id, config and split), the row counted from 1 in the
-order the data holds them and, for a JSON-lines file, its line (counted from 1); a text file with
-bytes that are not UTF-8 raises naming the file, line and byte. Nothing is skipped silently: a
+question, a question that is neither a string nor a list of messages, an empty or missing gold answer
+(after the source's own extraction, e.g. GSM8K's ``####``) or a repeated ``id_field`` raises a
+:class:`BadRowError` naming the file (or hub id, config and split), the row counted from 1 in the
+order the data holds them and, for a text file (JSON lines, CSV), its line (counted from 1); a file
+that cannot be parsed (a malformed JSON line, a field whose type changes between lines) or has bytes
+that are not UTF-8 raises a ``ValueError`` naming the file and line. Every count in these messages
+starts at 1 (row ids such as ``problems-0`` are names, not counts). Nothing is skipped silently: a
 dataset with bad rows is one to fix or filter on purpose, not to train on a quietly different subset.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
+import logging
 import random
 import re
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import datasets
 
+from lightning_grpo.prompt_format import question_value
+
 Split = Literal["train", "validation"]
 COLUMNS = ("id", "question", "answer", "solution")
-RESERVED_EXTRA = ("prompt",)  # written by the data module; an extra column of this name is renamed
+RESERVED_EXTRA = ("prompt", "prompt_ids")  # written by the data module; an extra column of these names is renamed
 FILE_KINDS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
@@ -55,6 +64,10 @@ class PromptSource:
 
     def load(self, split: Split) -> datasets.Dataset:
         raise NotImplementedError
+
+    def row_place(self, split: Split, index: int) -> str:
+        """Where row ``index`` (from 0) of ``split`` comes from, for messages: the row counted from 1."""
+        return f"{type(self).__name__} {split} data, row {index + 1}"
 
 
 class GeneratedProblems(PromptSource):
@@ -123,14 +136,24 @@ def read_table(path: str, split: str = "train", config: str | None = None) -> da
     try:
         table = datasets.load_dataset(path, name=config, split=split)
     except Exception as error:  # offline, unknown id, wrong config or split: datasets says which
-        raise OSError(
-            f"dataset {path!r} (config {config!r}, split {split!r}) is not a local file or folder and could "
-            f"not be loaded from the Hugging Face Hub with datasets.load_dataset: {type(error).__name__}: {error}. "
-            f"A local .jsonl/.parquet/.arrow/.csv file works too."
-        ) from error
+        raise OSError(hub_failure(path, config, split, error)) from error
     if not isinstance(table, datasets.Dataset):
         raise ValueError(f"dataset {path!r} (config {config!r}, split {split!r}) did not load as one table: {type(table).__name__}")
     return table
+
+
+def hub_failure(path: str, config: str | None, split: str, error: BaseException) -> str:
+    """The message for a hub dataset that did not load: datasets' reason, and the ways to work offline."""
+    return (
+        f"dataset {path!r} (config {config!r}, split {split!r}) is not a local file or folder and could not be "
+        f"loaded from the Hugging Face Hub with datasets.load_dataset: {type(error).__name__}: {error}. "
+        "Offline: set HF_DATASETS_OFFLINE=1 to use a copy already in the datasets cache "
+        "(~/.cache/huggingface/datasets), or point the source at a local copy: a .jsonl/.json/.parquet/.arrow/.csv "
+        "file, a folder of such data files, or one written by save_to_disk (e.g. "
+        "--data.source.train_path=data/train.jsonl --data.source.validation_path=data/test.jsonl). Make one "
+        f"where the hub is reachable: datasets.load_dataset({path!r}, name={config!r}, split={split!r})"
+        ".to_json('data/train.jsonl')"
+    )
 
 
 def _read_file(path: Path) -> datasets.Dataset:
@@ -138,15 +161,39 @@ def _read_file(path: Path) -> datasets.Dataset:
     if kind is None:
         raise ValueError(f"dataset file {str(path)!r} has an unsupported suffix; expected one of {sorted(FILE_KINDS)}")
     try:
-        return datasets.load_dataset(kind, data_files=str(path), split="train")
+        with _reader_log_silenced(kind):
+            return datasets.load_dataset(kind, data_files=str(path), split="train")
     except Exception as error:  # datasets reports an empty or malformed file in its own words
         where = _first_non_utf8_line(path) if kind in ("json", "csv") else None
         if where is None and kind == "json":
             where = _first_bad_json_line(path)
-        detail = f" at {where}" if where else ""
+        if where is not None:  # the line we found says it better than the reader's (0-based) "row"
+            raise ValueError(
+                f"dataset {str(path)!r} could not be read as {kind} at {where} (lines count from 1)"
+            ) from error
         raise ValueError(
-            f"dataset {str(path)!r} could not be read as {kind}{detail} (is it empty or malformed?): {error}"
+            f"dataset {str(path)!r} could not be read as {kind} (is it empty or malformed?): {_innermost(error)}"
         ) from error
+
+
+@contextlib.contextmanager
+def _reader_log_silenced(kind: str) -> Iterator[None]:
+    """Hold back the reader's own error log line (e.g. pyarrow's "JSON parse error ... in row 2", whose row
+    counts from 0) while :func:`_read_file` reads: its error names the file and the line instead."""
+    logger = logging.getLogger(f"datasets.packaged_modules.{kind}.{kind}")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _innermost(error: BaseException) -> str:
+    """The innermost cause's text (datasets wraps the reader's reason in "An error occurred while generating ...")."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return f"{type(error).__name__}: {error}"
 
 
 def _read_folder(path: Path, split: str, config: str | None) -> datasets.Dataset:
@@ -176,12 +223,23 @@ def _first_non_utf8_line(path: Path) -> str | None:
 
 
 def _data_lines(path: Path) -> list[int] | None:
-    """For a local JSON-lines file, the line (from 1) of each row (blank lines hold none); else None."""
-    if path.suffix.lower() != ".jsonl" or not path.is_file():
+    """For a local JSON-lines or CSV file, the line (from 1) where each row starts (blank lines hold
+    none, a CSV's first line is its header); else None."""
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".csv") or not path.is_file():
         return None
     try:
-        return [n for n, line in enumerate(path.read_bytes().split(b"\n"), start=1) if line.strip()]
-    except OSError:
+        if suffix == ".jsonl":
+            return [n for n, line in enumerate(path.read_bytes().split(b"\n"), start=1) if line.strip()]
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            starts, start = [], 1
+            for record in reader:  # a quoted field may span lines: a record starts after the previous one
+                if record:
+                    starts.append(start)
+                start = reader.line_num + 1
+        return starts[1:]
+    except (OSError, UnicodeDecodeError, csv.Error):
         return None
 
 
@@ -202,6 +260,7 @@ def _first_bad_json_line(path: Path) -> str | None:
         except json.JSONDecodeError as error:
             return f"line {error.lineno}, column {error.colno}: {error.msg}"
         return None
+    seen: dict[str, tuple[str, int]] = {}  # field -> (JSON type, first line with it)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -211,7 +270,28 @@ def _first_bad_json_line(path: Path) -> str | None:
             return f"line {number}, column {error.colno}: {error.msg}"
         if not isinstance(row, dict):
             return f"line {number}: a JSON {type(row).__name__}, not an object"
+        for key, value in row.items():
+            kind = _json_kind(value)
+            if kind is None:
+                continue
+            first = seen.setdefault(key, (kind, number))
+            if first[0] != kind:
+                return (
+                    f"line {number}: the field {key!r} is a {kind} here but a {first[0]} on line {first[1]} (a "
+                    "column holds one type: e.g. all prompts strings, or all lists of messages)"
+                )
     return None
+
+
+def _json_kind(value: Any) -> str | None:
+    """The JSON type of a value as a table column sees it (None: null, which fits any column)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
 
 
 def _require_fields(table: datasets.Dataset, fields: list[str], where: str) -> None:
@@ -249,6 +329,7 @@ class TableSource(PromptSource):
         self.question_field = question_field
         self.answer_field = answer_field
         self.id_field = id_field
+        self._lines: dict[str, list[int] | None] = {}  # per split: the line (from 1) of each row of a text file
 
     # -- what a subclass defines
     def required_fields(self, table: datasets.Dataset) -> list[str]:
@@ -257,8 +338,9 @@ class TableSource(PromptSource):
     def consumed_fields(self) -> list[str]:
         return [self.question_field, self.answer_field]
 
-    def convert(self, row: dict[str, Any]) -> dict[str, str]:
-        """``question``, ``answer`` and ``solution`` of one row; a ``ValueError`` names what is wrong."""
+    def convert(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``question`` (a string or a conversation, see :func:`~lightning_grpo.prompt_format.question_value`),
+        ``answer`` and ``solution`` of one row; a ``ValueError`` names what is wrong."""
         raise NotImplementedError
 
     def id_prefix(self, split: Split) -> str:
@@ -271,26 +353,39 @@ class TableSource(PromptSource):
             return f"{path!r} (config {self.configs[split]!r}, split {self.splits[split]!r})"
         return repr(path)
 
+    def row_place(self, split: Split, index: int) -> str:
+        """``dataset '<file>', row N (line L)`` for row ``index`` (from 0): rows and lines count from 1; the
+        line only for text files (JSON lines, CSV), where rows have one."""
+        lines = self._lines.get(split)
+        line = f" (line {lines[index]})" if lines is not None and index < len(lines) else ""
+        return f"dataset {self.describe(split)}, row {index + 1}{line}"
+
     def load(self, split: Split) -> datasets.Dataset:
         path = self.paths[split]
         if path is None:
             raise ValueError(f"{type(self).__name__} has no {split} data configured ({split}_path is None)")
         table = read_table(path, self.splits[split], self.configs[split])
         where = self.describe(split)
+        local = Path(path).expanduser()
+        self._lines[split] = _data_lines(local) if local.is_file() else None
         _require_fields(table, self.required_fields(table), where)
         if self.id_field is not None:
             _require_fields(table, [self.id_field], where)
             ids = [str(v) for v in table[self.id_field]]
-            if len(set(ids)) != len(ids):
-                repeated = next(i for i in ids if ids.count(i) > 1)
-                raise ValueError(f"dataset {where}: id_field {self.id_field!r} repeats the id {repeated!r}")
+            first: dict[str, int] = {}
+            for index, row_id in enumerate(ids):
+                if row_id in first:
+                    raise BadRowError(
+                        f"{self.row_place(split, index)}: id_field {self.id_field!r} repeats the id {row_id!r} of "
+                        f"row {first[row_id] + 1}{self._line_note(split, first[row_id])} (rows and lines count from 1)"
+                    )
+                first[row_id] = index
         prefix = self.id_prefix(split)
         consumed = set(self.consumed_fields()) | set(COLUMNS)
         if self.id_field is not None and self.id_field not in consumed:
             consumed.add(self.id_field)
         renamed = {c: f"source_{c}" for c in RESERVED_EXTRA if c in table.column_names and c not in consumed}
-        local = Path(path).expanduser()
-        convert = self._row_converter(where, prefix, _data_lines(local) if local.is_file() else None)
+        convert = self._row_converter(split, prefix)
         table = table.map(
             convert,
             with_indices=True,
@@ -300,19 +395,20 @@ class TableSource(PromptSource):
         )
         return table.rename_columns(renamed) if renamed else table
 
-    def _row_converter(
-        self, where: str, prefix: str, lines: list[int] | None = None
-    ) -> Callable[[dict[str, Any], int], dict[str, str]]:
+    def _line_note(self, split: Split, index: int) -> str:
+        lines = self._lines.get(split)
+        return f" (line {lines[index]})" if lines is not None and index < len(lines) else ""
+
+    def _row_converter(self, split: Split, prefix: str) -> Callable[[dict[str, Any], int], dict[str, Any]]:
         id_field = self.id_field
 
-        def convert(row: dict[str, Any], index: int) -> dict[str, str]:
+        def convert(row: dict[str, Any], index: int) -> dict[str, Any]:
             try:
                 fields = self.convert(row)
             except ValueError as error:
-                line = f" (line {lines[index]})" if lines is not None and index < len(lines) else ""
                 why = f"not UTF-8 text ({error})" if isinstance(error, UnicodeDecodeError) else str(error)
                 raise BadRowError(
-                    f"dataset {where}, row {index + 1}{line}: {why}; bad rows stop the load (rows and lines "
+                    f"{self.row_place(split, index)}: {why}; bad rows stop the load (rows and lines "
                     "count from 1): fix or remove this row"
                 ) from error
             row_id = str(row[id_field]) if id_field is not None else f"{prefix}-{index}"
@@ -368,12 +464,12 @@ class GSM8K(TableSource):
             question_field, answer_field, id_field,
         )
 
-    def convert(self, row: dict[str, Any]) -> dict[str, str]:
+    def convert(self, row: dict[str, Any]) -> dict[str, Any]:
         from lightning_grpo.prompts import gsm8k_gold, strip_calculator_annotations
 
         worked = _text(row, self.answer_field)
         return {
-            "question": _text(row, self.question_field),
+            "question": question_value(row.get(self.question_field), self.question_field),
             "answer": gsm8k_gold(worked),
             "solution": strip_calculator_annotations(worked),
         }
@@ -419,7 +515,7 @@ class MATH(TableSource):
     def consumed_fields(self) -> list[str]:
         return [self.question_field, self.answer_field, self.solution_field]
 
-    def convert(self, row: dict[str, Any]) -> dict[str, str]:
+    def convert(self, row: dict[str, Any]) -> dict[str, Any]:
         solution = row.get(self.solution_field)
         solution = "" if solution is None else str(solution)
         answer = row.get(self.answer_field)
@@ -430,7 +526,7 @@ class MATH(TableSource):
                     f"no gold answer: the field {self.answer_field!r} is missing or empty and the field "
                     f"{self.solution_field!r} has no \\boxed{{}}"
                 )
-        return {"question": _text(row, self.question_field), "answer": str(answer).strip(), "solution": solution}
+        return {"question": question_value(row.get(self.question_field), self.question_field), "answer": str(answer).strip(), "solution": solution}
 
     def id_prefix(self, split: Split) -> str:
         return f"math-{split}"
@@ -467,10 +563,10 @@ class JsonlProblems(TableSource):
         fields = [self.question_field, self.answer_field]
         return fields + [self.solution_field] if self.solution_field is not None else fields
 
-    def convert(self, row: dict[str, Any]) -> dict[str, str]:
+    def convert(self, row: dict[str, Any]) -> dict[str, Any]:
         solution = row.get(self.solution_field) if self.solution_field is not None else None
         return {
-            "question": _text(row, self.question_field),
+            "question": question_value(row.get(self.question_field), self.question_field),
             "answer": _text(row, self.answer_field),
             "solution": "" if solution is None else str(solution),
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import datasets
 import pytest
 
 from lightning_grpo.demo.arithmetic import Arithmetic
-from lightning_grpo.sources import GSM8K, MATH, JsonlProblems, is_local_reference, last_boxed, read_table
+from lightning_grpo.sources import GSM8K, MATH, BadRowError, JsonlProblems, is_local_reference, last_boxed, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -186,10 +187,11 @@ def test_question_and_answer_columns_are_configurable(tmp_path: Path) -> None:
     assert "prompt" not in table.column_names and table["source_prompt"][0] == [{"role": "user"}]
 
 
-def test_repeated_ids_are_refused(tmp_path: Path) -> None:
+def test_repeated_ids_are_refused_naming_both_rows_and_lines(tmp_path: Path) -> None:
     path = tmp_path / "dup.jsonl"
-    path.write_text("".join(json.dumps({"problem": "p", "answer": "1", "uid": u}) + "\n" for u in ("a", "b", "a")))
-    with pytest.raises(ValueError, match=r"id_field 'uid' repeats the id 'a'"):
+    rows = [json.dumps({"problem": "p", "answer": "1", "uid": u}) for u in ("a", "b", "a")]
+    path.write_text(rows[0] + "\n\n" + rows[1] + "\n" + rows[2] + "\n")  # a blank line 2
+    with pytest.raises(BadRowError, match=r"dup\.jsonl', row 3 \(line 4\): id_field 'uid' repeats the id 'a' of row 1 \(line 1\)"):
         JsonlProblems(train_path=str(path), id_field="uid").load("train")
 
 
@@ -211,6 +213,49 @@ def test_a_missing_local_file_is_named_without_asking_the_hub(hub: HubRecorder) 
 def test_an_unreachable_hub_dataset_names_the_id_config_and_split(hub: HubRecorder) -> None:
     with pytest.raises(OSError, match=r"'someone/absent' \(config 'main', split 'test'\).*Hugging Face Hub.*ConnectionError"):
         GSM8K(validation_path="someone/absent").load("validation")
+
+
+def test_gsm8k_offline_says_how_to_work_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``datasets.load_dataset`` raises offline with nothing cached (datasets 5, HF_DATASETS_OFFLINE=1)."""
+
+    def offline(path: str, name: str | None = None, split: str | None = None, **kwargs: Any) -> Any:
+        raise ConnectionError(f"Couldn't reach '{path}' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(OSError) as raised:
+        GSM8K().load("train")
+    message = str(raised.value)
+    assert "'openai/gsm8k' (config 'main', split 'train')" in message and "LocalEntryNotFoundError" in message
+    assert "HF_DATASETS_OFFLINE=1" in message
+    assert "--data.source.train_path=data/train.jsonl" in message
+    assert "datasets.load_dataset('openai/gsm8k', name='main', split='train').to_json('data/train.jsonl')" in message
+
+
+def test_a_csv_bad_row_names_its_line_after_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text('problem,answer\n"two\nlines",2\n"3+1=",\n')  # row 1 spans lines 2-3; row 2 is line 4
+    with pytest.raises(BadRowError, match=r"rows\.csv', row 2 \(line 4\): the field 'answer' is missing"):
+        JsonlProblems(train_path=str(path)).load("train")
+
+
+def test_a_malformed_line_is_named_once_counting_from_1(tmp_path: Path) -> None:
+    """The reader's own log line ("JSON parse error ... in row 2", counting from 0) is held back: the error
+    names line 3, and nothing else on the screen names another number."""
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"problem": "a", "answer": "1"}\n{"problem": "b", "answer": "2"}\n{"problem": "c", answer\n')
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    reader_log = logging.getLogger("datasets.packaged_modules.json.json")
+    reader_log.addHandler(handler)
+    try:
+        with pytest.raises(ValueError) as raised:
+            JsonlProblems(train_path=str(path)).load("train")
+    finally:
+        reader_log.removeHandler(handler)
+    assert [r.getMessage() for r in records if re.search(r"\brow \d", r.getMessage())] == []
+    assert str(raised.value).startswith(f"dataset '{path}' could not be read as json at line 3, column 18:")
+    assert re.search(r"\brow\b", str(raised.value)) is None and "An error occurred" not in str(raised.value)
 
 
 def test_a_malformed_jsonl_line_is_named_by_file_and_line(tmp_path: Path) -> None:

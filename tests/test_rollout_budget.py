@@ -11,7 +11,6 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_grpo.advantages import AGPOAdvantage
-from lightning_grpo.completion_log import JSONL_NAME
 from lightning_grpo.demo.arithmetic import Arithmetic
 from lightning_grpo.module_settings import UpdateLoop
 from lightning_grpo.objectives import GRPO
@@ -24,20 +23,33 @@ def test_max_rollouts_below_one_is_named() -> None:
         UpdateLoop(max_rollouts=0)
 
 
-def test_three_rollouts_of_two_updates_are_six_optimizer_steps(tiny_model_dir: Path, tmp_path: Path) -> None:
-    module = make_module(str(tiny_model_dir), objective=GRPO(beta=0.0), learning_rate=1e-3, updates_per_rollout=2,
-                         max_rollouts=3, log_completions_every_n_steps=1, num_completions_to_log=2)
-    data = make_data(Arithmetic(num_train=32), tokenizer=str(tiny_model_dir), prompts_per_step=2, group_size=2, max_new_tokens=3)
-    logger = CSVLogger(str(tmp_path), name="run", version=0)
-    # max_steps=100 as a recipe's YAML would set it: the rollout budget replaces it.
-    trainer = Trainer(accelerator="cpu", max_steps=100, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=1)
+def _fit(model_dir: Path, trainer: Trainer, **module_kwargs) -> tuple:  # type: ignore[type-arg]
+    module = make_module(str(model_dir), objective=GRPO(beta=0.0), learning_rate=1e-3, **module_kwargs)
+    data = make_data(Arithmetic(num_train=32), tokenizer=str(model_dir), prompts_per_step=2, group_size=2, max_new_tokens=3)
     trainer.fit(module, data)
+    return module, data
+
+
+def _trainer(**kwargs) -> Trainer:  # type: ignore[no-untyped-def]
+    return Trainer(accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                   limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=1, **kwargs)
+
+
+def test_three_rollouts_of_two_updates_are_six_optimizer_steps(tiny_model_dir: Path) -> None:
+    # max_steps=100 as a recipe's YAML would set it: the rollout budget replaces it.
+    trainer = _trainer(max_steps=100, logger=False)
+    _, data = _fit(tiny_model_dir, trainer, updates_per_rollout=2, max_rollouts=3, log_completions_every_n_steps=0)
     assert data.batches_consumed == 3  # rollouts sampled
     assert trainer.global_step == 6 and trainer.max_steps == 6
     assert trainer.progress_bar_metrics["rollout"] == 3.0
-    rows = [json.loads(line) for line in (Path(logger.log_dir) / JSONL_NAME).read_text().splitlines()]
-    assert [r["step"] for r in rows] == [2, 2, 4, 4, 6, 6]  # every rollout, 2 completions each
+
+
+def test_example_completions_reach_a_csv_logger(tiny_model_dir: Path, tmp_path: Path) -> None:
+    logger = CSVLogger(str(tmp_path), name="run", version=0)
+    _, data = _fit(tiny_model_dir, _trainer(max_steps=4, logger=logger), updates_per_rollout=2,
+                   log_completions_every_n_steps=1, num_completions_to_log=2)
+    rows = [json.loads(line) for line in (Path(logger.log_dir) / "completions.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 2, 4, 4]  # every rollout (2 optimizer steps each), 2 completions each
     assert set(rows[0]) == {"step", "tag", "prompt", "completion", "extracted", "gold", "reward"}
     assert rows[0]["tag"] == "completions" and rows[0]["prompt"] in data.datasets["train"]["prompt"]
 

@@ -34,12 +34,12 @@ from typing import Any, Callable, Literal
 import torch
 import torch.distributed as dist
 from lightning.pytorch import LightningModule
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from peft import PeftConfig
 from torch import Tensor
 
 from lightning_grpo.advantages import AdvantageContext, AdvantageEstimator, GroupNormalized
+from lightning_grpo.completion_log import CompletionLog, CompletionTable
 from lightning_grpo.evaluation import EvalBatch
 from lightning_grpo.logprobs import completion_logprobs
 from lightning_grpo.metrics import EvalAccumulator
@@ -168,6 +168,7 @@ class GRPOModule(LightningModule):
         self.consecutive_skips = 0  # skipped updates since the last applied one
         self.val_metric: EvalAccumulator | None = None  # built at the first validation batch (k = its n)
         self.checkpoint_step = 0  # optimizer steps of the loaded checkpoint (0: none loaded)
+        self.completion_log = CompletionLog()  # example completions to every logger that takes a table
 
     def setup(self, stage: str) -> None:
         group_size = getattr(getattr(self.trainer, "datamodule", None), "group_size", None)
@@ -176,6 +177,23 @@ class GRPOModule(LightningModule):
             raise ValueError(
                 f"data.rollout.group_size={group_size} is too small for {type(self.advantage).__name__}: it compares the "
                 f"completions of a group and needs group_size >= {minimum}"
+            )
+        if stage == "fit" and self.update.max_rollouts is not None and self._trainer is not None:
+            self._apply_rollout_budget(self.trainer)
+
+    def _apply_rollout_budget(self, trainer: Any) -> None:
+        """``model.update.max_rollouts`` sets ``trainer.max_steps`` (optimizer steps, what the LR schedule and the
+        progress bar count); ``training_step`` also stops the run after that many rollouts, since a mini-batch
+        without loss tokens or a skipped update makes no optimizer step."""
+        loop = self.update
+        budget = loop.max_rollouts * loop.steps_per_rollout
+        previous = trainer.max_steps
+        trainer.fit_loop.epoch_loop.max_steps = budget
+        if previous != budget:
+            was = "unset" if previous < 0 else str(previous)
+            rank_zero_info(
+                f"model.update.max_rollouts={loop.max_rollouts} x {loop.steps_per_rollout} optimizer step(s) per rollout "
+                f"(updates_per_rollout x epochs): trainer.max_steps={budget} (was {was})"
             )
 
     # ---- models ---------------------------------------------------------------------------------
@@ -402,8 +420,18 @@ class GRPOModule(LightningModule):
                 if self.objective.adaptive_entropy:  # the step's global mean token entropy steers the bonus
                     self.objective.on_optimizer_step((self._all_sum(step.entropy_sum) / counts[1]).item())
         update_s = time.perf_counter() - start
+        rollouts = self._rollouts_done()
+        if loop.max_rollouts is not None and rollouts >= loop.max_rollouts:
+            self.trainer.should_stop = True
+        self.log("rollout", float(rollouts), prog_bar=True, logger=False, batch_size=rollout.num_groups)
         adv_metrics = {**adv_metrics, "empty_minibatches": torch.tensor(float(empty_minibatches))}
         self._log_step(rollout, mask, advantages, adv_metrics, sums, entropy_sum, logp_mismatch, grad_norms, update_s)
+
+    def _rollouts_done(self) -> int:
+        """Rollouts trained on so far, this one included (Lightning's batch count: restored on resume)."""
+        if self._trainer is None:
+            return 0
+        return int(self._trainer.fit_loop.epoch_loop.batch_progress.total.ready)
 
     def _max_steps_reached(self) -> bool:
         max_steps = self._trainer.max_steps if self._trainer is not None else -1
@@ -524,21 +552,20 @@ class GRPOModule(LightningModule):
             rank_zero_info(f"validation at step {step}: {summary}")
 
     def _log_eval_examples(self, batch: EvalBatch) -> None:
-        if self.global_rank != 0 or not isinstance(self.logger, TensorBoardLogger) or self.trainer.sanity_checking:
+        if self.global_rank != 0 or not self.loggers or self.trainer.sanity_checking:
             return
         rows = [(e["prompt"], e["completion"], str(e["answer"]), e["gold"], str(e["correct"])) for e in batch.examples]
-        self.logger.experiment.add_text(
-            "validation/greedy_completions",
-            _markdown_table(("prompt", "completion", "extracted", "gold", "correct"), rows[: self.logging_settings.num_completions_to_log]),
-            global_step=self.global_step,
-        )
+        self.completion_log.write(self.loggers, CompletionTable(
+            "validation/greedy_completions", ("prompt", "completion", "extracted", "gold", "correct"),
+            rows[: self.logging_settings.num_completions_to_log], self.global_step,
+        ))
 
     def _log_text(self, rollout: Rollout) -> None:
         every = self.logging_settings.log_completions_every_n_steps
-        if not every or self.global_rank != 0 or not isinstance(self.logger, TensorBoardLogger):
+        if not every or self.global_rank != 0 or not self.loggers:
             return
         step = self.global_step
-        if (step // self.update.updates_per_rollout // self.update.epochs) % every:
+        if self._rollouts_done() % every:  # every n-th rollout (not optimizer step)
             return
         g = rollout.group_size
         rows = [
@@ -546,16 +573,7 @@ class GRPOModule(LightningModule):
              rollout.golds[i // g], f"{rollout.rewards[i].item():.3f}")
             for i in range(min(self.logging_settings.num_completions_to_log, len(rollout.completions)))
         ]
-        self.logger.experiment.add_text(
-            "completions", _markdown_table(("prompt", "completion", "extracted", "gold", "reward"), rows), global_step=step
-        )
-
-
-def _markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for cells in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    return "\n".join(lines)
+        self.completion_log.write(self.loggers, CompletionTable("completions", ("prompt", "completion", "extracted", "gold", "reward"), rows, step))
 
 
 def _last_good_checkpoint(trainer: Any) -> str:

@@ -58,6 +58,8 @@ class UpdateLoop:
         max_consecutive_skips: with ``on_nonfinite: skip``, this many skipped updates in a row stop the run
             with an error naming the last good checkpoint (a run whose every update is skipped is not
             training); 0: never stop.
+        max_rollouts: the run's budget in rollouts: it stops after this many and sets ``trainer.max_steps`` (which
+            counts optimizer steps) to ``max_rollouts × updates_per_rollout × epochs``; None: ``trainer.max_steps`` ends it.
     """
 
     updates_per_rollout: int = 1
@@ -67,6 +69,7 @@ class UpdateLoop:
     logp_chunk_size: int = 64
     on_nonfinite: Literal["skip", "raise"] = "skip"
     max_consecutive_skips: int = 20
+    max_rollouts: int | None = None
 
     def __post_init__(self) -> None:
         for name, value in (("updates_per_rollout", self.updates_per_rollout), ("epochs", self.epochs)):
@@ -74,6 +77,8 @@ class UpdateLoop:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be >= 1 or None, got {self.micro_batch_size}")
+        if self.max_rollouts is not None and self.max_rollouts < 1:
+            raise ValueError(f"model.update.max_rollouts must be >= 1 or None, got {self.max_rollouts}")
 
     @property
     def steps_per_rollout(self) -> int:

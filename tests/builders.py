@@ -45,7 +45,7 @@ def make_data(source: Any = None, **flat: Any) -> RolloutDataModule:
 
 _OPTIMIZATION = {"learning_rate", "weight_decay", "adam_betas", "warmup_steps", "lr_schedule", "min_lr_ratio", "max_grad_norm"}
 _UPDATE = {"updates_per_rollout", "epochs", "micro_batch_size", "mask_truncated", "logp_chunk_size", "on_nonfinite",
-           "max_consecutive_skips"}
+           "max_consecutive_skips", "max_rollouts"}
 _LOGGING = {"log_completions_every_n_steps", "num_completions_to_log"}
 
 

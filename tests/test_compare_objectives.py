@@ -195,3 +195,42 @@ def test_rollouts_count_what_was_sampled_over_every_round() -> None:
     second = build_rollout(samples(["9+7", "9"]), batch, tokenizer, composer, 1.0, 8)
     both = gather_groups([first, second], [(1, 0)], pad)  # dynamic sampling keeps the second round's group
     assert both.stats["sampling/completions"] == 5 and both.stats["sampling/tokens"] == 15 + 4 + 2
+
+
+def test_vary_warm_start_gives_each_seed_its_own_warm_start(tmp_path: Path) -> None:
+    args = _args(tmp_path, vary_warm_start=True, seeds=[0, 1, 2])
+    assert co.task_warm_start(co.TASKS["countdown"]) == ("runs/countdown/warm_start", 0)  # countdown.yaml's, over demo.yaml's
+    assert co.task_warm_start(co.TASKS["smollm2"]) is None
+    one = co.run_spec("grpo", 1, args).command
+    assert one[-3:] == ["--prepare.init_args.output_dir=runs/countdown/warm_start_seed1", "--prepare.init_args.seed=1",
+                        "--model.model_name_or_path=runs/countdown/warm_start_seed1"]
+    # seed 0 is the configs' own warm start: its command is the shared one's, so finished runs are reused
+    assert co.run_spec("grpo", 0, args).command == co.run_spec("grpo", 0, _args(tmp_path)).command
+    assert not any("warm_start_seed" in a for a in co.run_spec("grpo", 1, _args(tmp_path)).command)
+    starts = co.start_specs(args)
+    assert [s.log_dir for s in starts] == [tmp_path / "warm_start" / f"seed{s}" for s in (0, 1, 2)]
+    assert "--prepare.init_args.seed=2" in starts[2].command and "--model.model_name_or_path=runs/countdown/warm_start_seed2" in starts[2].command
+    assert starts[0].command == co.start_spec(_args(tmp_path)).command
+    assert [s.log_dir for s in co.start_specs(_args(tmp_path, seeds=[0, 1]))] == [tmp_path / "warm_start" / "seed0"]
+    with pytest.raises(ValueError, match=r"have no warm start"):
+        co.warm_start_overrides(co.TASKS["smollm2"], 1)
+    assert co.mean_metrics([{"val/pass@1": 0.1, "val/accuracy": 0.2}, {"val/pass@1": 0.3}]) == pytest.approx(
+        {"val/pass@1": 0.2, "val/accuracy": 0.2})
+
+
+def test_without_matplotlib_the_figures_are_skipped_before_any_run(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    assert not co.figures_available()
+    ran: list[str] = []
+    monkeypatch.setattr(co, "execute", lambda spec, force=False: ran.append(spec.recipe))
+    monkeypatch.setattr(co, "draw_curves", lambda *a: pytest.fail("drew a figure without matplotlib"))
+    monkeypatch.setattr(co, "read_scalars", lambda path: {})
+    monkeypatch.setattr(sys, "argv", ["compare_objectives.py", "--task", "demo", "--objectives", "grpo", "--seeds", "0",
+                                      "--out", str(tmp_path), "--tabulate-only"])
+    co.main()
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("matplotlib is not installed")
+    assert "figures skipped: no matplotlib" in out and (tmp_path / "summary.json").exists() and ran == []

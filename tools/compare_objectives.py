@@ -2,9 +2,13 @@
 
 Each recipe in ``configs/objectives/`` is trained ``--seeds`` times (default 0 1 2) from the task's shared
 warm start: the RL seed (``seed_everything`` and ``data.seed``: prompt order and sampling) varies, the
-starting model does not. Independent runs go ``--jobs`` at a time; a run already finished into
-``--out`` with the same command is not run again (``--force`` re-runs). Before the runs, one
-``validate`` of the warm start (which also builds it when missing) gives the starting point of pass@k.
+starting model does not. With ``--vary-warm-start`` seed s also starts from its own warm start, built with
+seed s (initialisation, data order) in ``<output_dir>_seed<s>`` (seed 0: the task's own folder), so the
+intervals include how much the starting model moves the result. Independent runs go ``--jobs`` at a time;
+a run already finished into ``--out`` with the same command is not run again (``--force`` re-runs). Before
+the runs, one ``validate`` of each warm start (which also builds it when missing) gives the starting point
+of pass@k. The figures need matplotlib (the ``bench`` extra): without it they are skipped, said once at
+the start.
 
 Per recipe, the mean over seeds and a 95% percentile-bootstrap interval over seeds of
 
@@ -223,15 +227,45 @@ def run_spec(recipe: str, seed: int, args: argparse.Namespace) -> RunSpec:
         "--trainer.enable_progress_bar=false",
         f"--seed_everything={seed}",
         f"--data.seed={seed}",
+        *warm_start_overrides(task, seed if getattr(args, "vary_warm_start", False) else None),
         *args.extra,
     ]
     return RunSpec(recipe, seed, command, log_dir)
 
 
-def start_spec(args: argparse.Namespace) -> RunSpec:
-    """``validate`` of the warm start (building it first when missing): pass@k before any RL."""
+def task_warm_start(task: Task) -> tuple[str, int] | None:
+    """The task's warm start as its configs resolve it: (output_dir, seed), or None when it has none."""
+    found: tuple[str, int] | None = None
+    for config in task.configs:
+        prepare = _load_yaml(ROOT / config).get("prepare")
+        if not isinstance(prepare, dict):
+            continue
+        values = {**prepare, **(prepare.get("init_args") or {})}
+        previous = found or ("", 0)
+        found = (str(values.get("output_dir", previous[0])), int(values.get("seed", previous[1])))
+    return found if found and found[0] else None
+
+
+def warm_start_overrides(task: Task, seed: int | None) -> list[str]:
+    """Overrides that start a run from the warm start built with ``seed``, in a folder of its own
+    (``<output_dir>_seed<seed>``); none for ``None`` or for the configs' own warm-start seed (the shared one)."""
+    if seed is None:
+        return []
+    warm = task_warm_start(task)
+    if warm is None:
+        raise ValueError(f"--vary-warm-start: the task's configs {list(task.configs)} have no warm start (prepare:) to vary")
+    output_dir, own_seed = warm
+    if seed == own_seed:
+        return []
+    folder = f"{output_dir}_seed{seed}"
+    return [f"--prepare.init_args.output_dir={folder}", f"--prepare.init_args.seed={seed}", f"--model.model_name_or_path={folder}"]
+
+
+def start_spec(args: argparse.Namespace, seed: int | None = None) -> RunSpec:
+    """``validate`` of the warm start (building it first when missing): pass@k before any RL. ``seed``: the
+    warm start of that seed (``--vary-warm-start``); None: the task's own."""
     task = TASKS[args.task]
-    log_dir = Path(args.out) / "warm_start" / "seed0"
+    log_dir = Path(args.out) / "warm_start" / f"seed{seed or 0}"
     command = [
         sys.executable, "-m", "lightning_grpo.cli", "validate",
         *[a for c in task.configs for a in ("--config", c)],
@@ -246,10 +280,32 @@ def start_spec(args: argparse.Namespace) -> RunSpec:
         "--trainer.enable_progress_bar=false",
         "--seed_everything=0",
         "--data.seed=0",
+        *warm_start_overrides(task, seed),
         *[a for a in args.extra if a.startswith(("--prepare", "--model.model_name_or_path", "--data.source",
                                                   "--data.rollout.environment", "--data.rollout.max_episode_tokens"))],
     ]
-    return RunSpec("warm_start", 0, command, log_dir)
+    return RunSpec("warm_start", seed or 0, command, log_dir)
+
+
+def start_specs(args: argparse.Namespace) -> list[RunSpec]:
+    """One warm-start validation per warm start the runs start from: the task's own, or one per seed."""
+    if getattr(args, "vary_warm_start", False):
+        return [start_spec(args, seed) for seed in args.seeds]
+    return [start_spec(args)]
+
+
+def mean_metrics(per_start: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each metric over the warm starts that have it."""
+    keys = sorted({k for m in per_start for k in m})
+    return {k: float(np.mean([m[k] for m in per_start if k in m])) for k in keys}
+
+
+def figures_available() -> bool:
+    """Whether matplotlib imports (the ``bench`` extra): checked before any run, so a long comparison does not
+    end in an ImportError."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def finished(spec: RunSpec) -> dict[str, Any] | None:
@@ -532,20 +588,40 @@ def main() -> None:
     parser.add_argument("--summary", default=None, help="JSON summary (default: <out>/summary.json)")
     parser.add_argument("--tabulate-only", action="store_true", help="run nothing: tables and figures from the finished runs")
     parser.add_argument("--force", action="store_true", help="re-run runs that already finished into --out")
+    parser.add_argument("--vary-warm-start", action="store_true",
+                        help="seed s also starts from its own warm start (built with seed s in <output_dir>_seed<s>)")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="more CLI overrides for every run, after --")
     args = parser.parse_args()
     args.extra = [a for a in args.extra if a != "--"]
     args.out = args.out or str(ROOT / "runs" / f"compare_{args.task}")
     png = args.png or str(Path(args.out) / "compare")
     task = TASKS[args.task]
+    if args.vary_warm_start:
+        if task_warm_start(task) is None:
+            parser.error(f"--vary-warm-start: task {args.task} has no warm start (its starting model is {task.configs[0]}'s)")
+        clash = [a for a in args.extra if a.startswith(("--prepare.init_args.output_dir", "--prepare.init_args.seed", "--model.model_name_or_path"))]
+        if clash:
+            parser.error(f"--vary-warm-start sets the warm start's folder and seed per seed itself; drop {clash}")
+    figures = figures_available()
+    if not figures:
+        print("matplotlib is not installed (pip install -e '.[bench]'): tables and the JSON summary only, no figures", flush=True)
 
-    start = start_spec(args)
-    while not args.tabulate_only and (args.force or finished(start) is None):
-        print(f"validating the warm start (built first when missing): {start.log_dir}", flush=True)
-        if execute(start, args.force) is not None:
-            break
-        time.sleep(10)  # another invocation is building or validating it
-    start_metrics = {t: v[-1][1] for t, v in read_scalars(start.log_dir / "version_0").items() if t.startswith("val/")}
+    starts = start_specs(args)
+
+    def ensure_start(start: RunSpec) -> None:
+        while not args.tabulate_only and (args.force or finished(start) is None):
+            print(f"validating the warm start (built first when missing): {start.log_dir}", flush=True)
+            if execute(start, args.force) is not None:
+                break
+            time.sleep(10)  # another invocation is building or validating it
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        list(pool.map(ensure_start, starts))  # each warm start is built once, before the runs that share it
+    per_start = {
+        start.seed: {t: v[-1][1] for t, v in read_scalars(start.log_dir / "version_0").items() if t.startswith("val/")}
+        for start in starts
+    }
+    start_metrics = mean_metrics(list(per_start.values()))  # one warm start, or the mean over the seeds' own
 
     specs = [run_spec(r, s, args) for s in args.seeds for r in args.objectives]  # seed by seed: a cut-short run leaves whole seeds
     records: dict[tuple[str, int], dict[str, Any]] = {}
@@ -610,13 +686,17 @@ def main() -> None:
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps({
         "task": args.task, "steps": args.steps, "seeds": args.seeds, "val_samples": args.val_samples,
-        "extra": args.extra, "warm_start": start_metrics, "updates_per_rollout": opt_steps, "recipes": summary,
+        "extra": args.extra, "warm_start": start_metrics, "vary_warm_start": args.vary_warm_start,
+        "warm_starts": {str(s): m for s, m in per_start.items()}, "updates_per_rollout": opt_steps, "recipes": summary,
         "runs": {r: {str(s): {k: v for k, v in m.items() if k != "curves"} for s, m in runs.items()} for r, runs in per_run.items()},
         "failed": {f"{r}/{s}": reason for (r, s), reason in failed.items()},
     }, indent=1))
     counts = sorted({len(runs) for runs in per_run.values()}) or [0]
     seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    title = f"{args.task}: {args.steps} rollouts, {seeds} seeds per recipe"
+    title = f"{args.task}: {args.steps} rollouts, {seeds} seeds per recipe" + (", a warm start per seed" if args.vary_warm_start else "")
+    if not figures:
+        print(f"\nwrote {summary_path} (figures skipped: no matplotlib)")
+        return
     draw_curves(per_run, f"{png}_curves.png", title)
     draw_pass_at_k(per_run, start_metrics, f"{png}_pass_at_k.png", title)
     print(f"\nwrote {summary_path}, {png}_curves.png, {png}_pass_at_k.png")

@@ -5,8 +5,11 @@ therefore starts from a checkpoint made here: a tiny Qwen3-config model with the
 tokenizer, trained briefly with next-token cross-entropy on ``prompt + solution + EOS`` from the same
 prompt source in a Lightning run of its own (progress bar, TensorBoard logs and a last checkpoint
 beside the model, in ``<output_dir>_logs``), then saved with ``save_pretrained`` at ``output_dir``,
-where the demo's policy is loaded from. It builds nothing at any other path. The run stops
-early enough that the model is right only part of the time, leaving GRPO something to learn.
+where the demo's policy is loaded from, with ``warm_start.json`` beside it: the settings it was built
+with (steps, target, seed, model sizes, task, ...), its steps and accuracy. A later run reuses the model
+only when its own settings are the same (and says so, naming the folder); with other settings it builds
+the model again in the same folder and says which settings differ. It builds nothing at any other path.
+The run stops early enough that the model is right only part of the time, leaving GRPO something to learn.
 
 How good the starting policy is decides whether GRPO has anything to do: a model that is never right
 gives no reward signal, and one that is nearly always right leaves nothing to gain. A fixed number of
@@ -18,6 +21,7 @@ held-out prompts reaches the target; ``steps`` is then only the cap.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -29,7 +33,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import PreTrainedTokenizerBase
@@ -40,6 +44,8 @@ from lightning_grpo.preparation import RunPreparation
 from lightning_grpo.rewards.base import RewardFunction
 from lightning_grpo.rewards.exact import ExactInteger
 from lightning_grpo.sources import PromptSource
+
+RECORD_NAME = "warm_start.json"  # beside the model: the settings it was built with, its steps and accuracy
 
 
 class WarmStart(RunPreparation):
@@ -61,7 +67,7 @@ class WarmStart(RunPreparation):
         """
         Args:
             output_dir: where the demo model is built and saved; the warm start runs only when the
-                run's ``model.model_name_or_path`` is this path and no model is there yet.
+                run's ``model.model_name_or_path`` is this path and no model with the same settings is there yet.
             steps: supervised optimizer steps (the knob that sets how good the starting policy is).
             batch_size: examples per step.
             learning_rate: AdamW learning rate, with linear decay to 0.
@@ -102,8 +108,20 @@ class WarmStart(RunPreparation):
         self.steps_done = 0
         self.accuracy: dict[str, float] = {}
 
+    def settings(self, source: PromptSource | None) -> dict[str, Any]:
+        """Everything that decides the model this warm start builds, as plain JSON values (its record's key)."""
+        settings = {
+            "steps": self.steps, "batch_size": self.batch_size, "learning_rate": self.learning_rate, "model": self.sizes,
+            "prompt_template": self.prompt_template, "label_noise": self.label_noise,
+            "target_accuracy": self.target_accuracy, "eval_every": self.eval_every, "eval_prompts": self.eval_prompts,
+            "seed": self.seed, "reward": _describe(self.reward), "source": _describe(source),
+        }
+        return json.loads(json.dumps(settings))  # tuples as lists, as the record reads back
+
     def prepare(self, model_name_or_path: str, source: PromptSource | None) -> None:
-        """Build, train and save the demo model at ``output_dir`` if the run's policy is that path and it is empty.
+        """Build, train and save the demo model at ``output_dir`` if the run's policy is that path, unless the
+        model there was built with the same settings (its ``warm_start.json``); with other settings it is
+        built again in the same folder, and the log says which settings differ.
 
         Never builds anywhere else: a policy path other than ``output_dir`` (a hub id, the user's own
         checkpoint) is left alone and the warm start says so.
@@ -115,12 +133,35 @@ class WarmStart(RunPreparation):
                 f"{model_name_or_path!r} (remove the warm_start section to silence this)"
             )
             return
-        if (out / "config.json").exists():
-            rank_zero_info(f"warm start: reusing the demo model at {out} (delete the folder to build it again)")
+        settings = self.settings(source)
+        built = (out / "config.json").exists()
+        record = _read_record(out)
+        if built and record is None:
+            rank_zero_warn(
+                f"warm start: reusing the model at {out}, which has no {RECORD_NAME} saying how it was built (an older "
+                f"version made it), so it may not match this config's warm start: delete {out} to build it again"
+            )
+            return
+        if built and record.get("settings") == settings:
+            done = record.get("steps_done")
+            accuracy = ", ".join(f"{k} accuracy {v:.2f}" for k, v in (record.get("accuracy") or {}).items())
+            rank_zero_info(
+                f"warm start: reusing the demo model at {out}, built with this config's settings ({_summary(settings)}"
+                f"{f'; {done} supervised steps' if done is not None else ''}{', ' + accuracy if accuracy else ''}; "
+                f"recorded in {out / RECORD_NAME})"
+            )
             return
         if int(os.environ.get("LOCAL_RANK", "0")) != 0:
-            _wait_for(out / "config.json")
+            _wait_for(out, settings)
             return
+        if built:
+            rank_zero_info(
+                f"warm start: the model at {out} was built with other settings ({_differences(record['settings'], settings)}): "
+                "building it again with this config's"
+            )
+        self._build(out, source, settings)
+
+    def _build(self, out: Path, source: PromptSource | None, settings: dict[str, Any]) -> None:
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tokenizer = build_char_tokenizer()
@@ -135,11 +176,18 @@ class WarmStart(RunPreparation):
         loss = self.train(model, tokenizer, source, log_dir=out.with_name(out.name + "_logs"))
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        record = {"settings": settings, "steps_done": self.steps_done, "accuracy": self.accuracy, "final_loss": loss}
+        (tmp / RECORD_NAME).write_text(json.dumps(record, indent=1) + "\n")
+        old = out.with_name(out.name + ".old")
+        if out.exists():  # built with other settings: replaced only once the new one is complete
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
         tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
         accuracy = ", ".join(f"{k} accuracy {v:.2f}" for k, v in self.accuracy.items())
         rank_zero_info(
             f"warm start: {self.steps_done} supervised steps in {time.perf_counter() - start:.0f} s, final loss "
-            f"{loss:.3f}{', ' + accuracy if accuracy else ''} -> {out}"
+            f"{loss:.3f}{', ' + accuracy if accuracy else ''} -> {out} (settings in {out / RECORD_NAME})"
         )
 
     def train(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, source: PromptSource, log_dir: Path | None = None) -> float:
@@ -244,12 +292,53 @@ def _supervised_batch(pairs: list[tuple[str, str]], tokenizer) -> tuple[torch.Te
     return input_ids, labels
 
 
-def _wait_for(path: Path, timeout_s: float = 1800.0) -> None:
+def _wait_for(out: Path, settings: dict[str, Any], timeout_s: float = 1800.0) -> None:
+    """Until rank 0 has written the warm-start model with these settings at ``out``."""
     deadline = time.monotonic() + timeout_s
-    while not path.exists():
+    while not ((out / "config.json").exists() and (_read_record(out) or {}).get("settings") == settings):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"rank 0 did not write the warm-start model {path} within {timeout_s:.0f} s")
+            raise TimeoutError(f"rank 0 did not write the warm-start model {out} within {timeout_s:.0f} s")
         time.sleep(1.0)
+
+
+def _read_record(out: Path) -> dict[str, Any] | None:
+    """The warm start's record beside its model (None when there is none)."""
+    path = out / RECORD_NAME
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"the warm start's record {path} is not valid JSON ({error}): delete {out} to build it again") from error
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        raise ValueError(f"the warm start's record {path} has no 'settings' mapping: delete {out} to build it again")
+    return record
+
+
+def _describe(value: Any) -> Any:
+    """A reward or prompt source as its class path and its public attributes (JSON values; objects by class)."""
+    if value is None:
+        return None
+    fields = {}
+    for key, item in sorted(vars(value).items()):
+        if key.startswith("_"):
+            continue
+        try:
+            fields[key] = json.loads(json.dumps(item))
+        except (TypeError, ValueError):  # an object: its class only (a repr may hold a memory address)
+            fields[key] = f"<{type(item).__module__}.{type(item).__qualname__}>"
+    return {"class_path": f"{type(value).__module__}.{type(value).__qualname__}", "init_args": fields}
+
+
+def _summary(settings: dict[str, Any]) -> str:
+    keys = ("steps", "target_accuracy", "label_noise", "learning_rate", "batch_size", "seed")
+    return ", ".join(f"{k} {settings[k]}" for k in keys)
+
+
+def _differences(recorded: dict[str, Any], current: dict[str, Any]) -> str:
+    """``key recorded -> current`` for each top-level setting that differs."""
+    keys = sorted(set(recorded) | set(current))
+    return "; ".join(f"{k} {recorded.get(k)!r} -> {current.get(k)!r}" for k in keys if recorded.get(k) != current.get(k))
 
 
 class NoisyExamples(IterableDataset):

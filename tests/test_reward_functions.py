@@ -204,7 +204,7 @@ def test_the_documented_example_works_as_written(working_directory: Path, capsys
         "lightning_grpo.rewards.ExactInteger", "myreward.brevity",
     ]
     wrapped_rewards = printed_rewards(wrapped, capsys)
-    assert wrapped_rewards[1]["init_args"] | {} == {
+    assert wrapped_rewards[1]["init_args"] == {
         "function": "myreward.same_length", "name": "length_match", "weight": 0.5, "correctness": False, "correct_value": 1.0,
     }
     assert wrapped_rewards[2] == {"class_path": "myreward.NoSpaces", "init_args": {"name": "no_spaces", "weight": 1.0, "bonus": 0.2}}

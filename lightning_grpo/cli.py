@@ -14,6 +14,7 @@ IO; and Lightning messages whose premise does not hold here are silenced (:mod:`
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -74,6 +75,8 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def main(args: list[str] | None = None) -> None:
+    if "" not in sys.path and os.getcwd() not in sys.path:  # as `python -m` does: myreward.py here imports
+        sys.path.insert(0, os.getcwd())
     argv = list(args) if args is not None else sys.argv[1:]
     if argv[:1] == ["verify"]:  # `lightning-grpo verify COMPLETION GOLD --explain`: why a math reward was 0 or 1
         from lightning_grpo.rewards.explain import main as verify_main

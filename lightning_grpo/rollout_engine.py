@@ -33,6 +33,7 @@ from lightning_grpo.evaluation import EvalBatch, eval_batch
 from lightning_grpo.metrics import stable_prompt_id
 from lightning_grpo.models import eos_token_ids
 from lightning_grpo.rewards.base import RewardComposer, RewardFunction
+from lightning_grpo.rewards.function import reward_function
 from lightning_grpo.rollout import Rollout, build_rollout
 from lightning_grpo.sampling import FastSampler, Sampler, Sampling, SamplingParams, Samples
 from lightning_grpo.sharding import gathered_for_generation
@@ -45,7 +46,8 @@ class RolloutEngine:
         sampling: Sampling = Sampling(),
         sampler: Sampler | None = None,
         environment: Environment | None = None,
-        rewards: list[RewardFunction] | None = None,
+        rewards: list[RewardFunction | str] | None = None,
+        shaping: list[RewardFunction] | None = None,
         reward_on_error: Literal["raise", "zero"] = "raise",
         dynamic_sampling: DynamicSampling | None = None,
         max_episode_tokens: int | None = None,
@@ -60,8 +62,13 @@ class RolloutEngine:
                 its G samples, static-cache decode, finished rows dropped; ``HFSampler()``: HF ``generate``).
             environment: what happens after each model turn (default ``SingleTurn()``: nothing, one turn;
                 ``ToolEnvironment()``: tool calls run and their output returned, up to its ``max_turns``).
-            rewards: reward functions over the episode's final model turn, summed with their weights (required:
-                e.g. ``MathReward``, ``ExactInteger``); an environment's own rewards are the ``environment`` component.
+            rewards: the task's reward functions over the episode's final model turn, summed with their weights
+                (required: e.g. ``MathReward``, ``ExactInteger``, or the import path of a plain function
+                ``(completions, **kwargs) -> list[float]`` such as ``myreward.brevity``; docs/rewards.md); an
+                environment's own rewards are the ``environment`` component.
+            shaping: rewards an objective recipe adds to the task's, scored after them (e.g. DAPO's
+                ``OverlongPenalty`` sized as a fraction of the budget, AGPO's ``AGPOLengthReward`` reading the
+                task's correctness reward), so a method's recipe stacks on any task without restating its rewards.
             reward_on_error: a reward function that raises stops the run naming it ('raise') or scores 0
                 and is counted ('zero').
             dynamic_sampling: DAPO's dynamic sampling (``DynamicSampling(max_extra_rounds=4)``): drop groups
@@ -84,7 +91,8 @@ class RolloutEngine:
                 "no data.rollout.rewards: name at least one reward function, e.g. lightning_grpo.rewards.MathReward "
                 "(a sympy answer verifier) or lightning_grpo.rewards.ExactInteger, or a function of your own"
             )
-        self.composer = RewardComposer(list(rewards), reward_on_error, reward_time_limit_s)
+        functions = [reward_function(entry) for entry in rewards] + list(shaping or [])
+        self.composer = RewardComposer(functions, reward_on_error, reward_time_limit_s)
         self.dynamic_sampling = dynamic_sampling
         if max_episode_tokens is not None and max_episode_tokens < sampling.max_new_tokens:
             raise ValueError(

@@ -63,10 +63,24 @@ def test_agpo_length_reward_needs_correctness_first() -> None:
 
 
 def test_agpo_length_reward_refuses_a_bad_configuration_at_startup() -> None:
-    with pytest.raises(ValueError, match="'correct'.*\\['length'\\]"):
+    with pytest.raises(ValueError, match="needs a correctness reward.*listed before it.*\\['length'\\]"):
         RewardComposer([AGPOLengthReward()])
-    with pytest.raises(ValueError, match="listed before"):
+    with pytest.raises(ValueError, match="listed before it.*\\['length', 'correct'\\]"):
         RewardComposer([AGPOLengthReward(), ExactInteger()])
+    # naming the correctness reward: it must exist and come first
+    with pytest.raises(ValueError, match="'judge'.*\\['correct', 'length'\\]"):
+        RewardComposer([ExactInteger(), AGPOLengthReward(correctness="judge")])
+    with pytest.raises(ValueError, match="listed before"):
+        RewardComposer([AGPOLengthReward(correctness="correct"), ExactInteger()])
+
+
+def test_agpo_length_reward_finds_the_tasks_correctness_reward_whatever_its_name() -> None:
+    # An objective recipe adds the length reward to any task: it reads the task's correctness reward.
+    batch = _batch([10, 20, 30], [0, 0, 0], completions=["1", "1", "2"])
+    composer = RewardComposer([FormatReward(), ExactInteger(name="exact"), AGPOLengthReward()])
+    _, parts = composer(batch)
+    assert parts["exact"] == [1.0, 1.0, 0.0]
+    assert parts["length"] == pytest.approx([0.1, 0.1 * (1 - 10 / (10 + 1e-6)), 0.0])
 
 
 def test_agpo_through_the_composer_reads_the_correctness_reward() -> None:
@@ -97,3 +111,20 @@ def test_overlong_penalty() -> None:
         OverlongPenalty(cache_len=0)
     with pytest.raises(ValueError):
         OverlongPenalty(cache_len=200).score(batch)
+
+
+def test_overlong_penalty_sizes_its_cache_zone_from_the_budget() -> None:
+    # cache_fraction 0.5 of the demo's 8 tokens is DAPO's old fixed cache_len 4 there, value for value
+    demo = _batch(list(range(11)), [0] * 11, max_new_tokens=8)
+    assert OverlongPenalty(cache_fraction=0.5).score(demo) == OverlongPenalty(cache_len=4).score(demo)
+    assert OverlongPenalty(cache_fraction=0.5).score(demo)[5:10] == pytest.approx([-0.25, -0.5, -0.75, -1.0, -1.0])
+    # the same recipe on a 512-token task: the zone is its last 256 tokens, not the demo's 4
+    gsm8k = _batch([256, 257, 384, 512, 513], [0] * 5, max_new_tokens=512)
+    assert OverlongPenalty(cache_fraction=0.5).cache_tokens(512) == 256
+    assert OverlongPenalty(cache_fraction=0.5).score(gsm8k) == pytest.approx([0.0, -1 / 256, -0.5, -1.0, -1.0])
+    # neither given: the paper's 4,096 of 20,480 tokens
+    assert OverlongPenalty().cache_tokens(20480) == 4096 and OverlongPenalty().cache_tokens(3) == 1
+    with pytest.raises(ValueError, match="not both"):
+        OverlongPenalty(cache_len=4, cache_fraction=0.5)
+    with pytest.raises(ValueError, match="cache_fraction must be in \\(0, 1\\], got 1.5"):
+        OverlongPenalty(cache_fraction=1.5)

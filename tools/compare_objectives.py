@@ -56,32 +56,22 @@ from curves import read_scalars  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.stem for p in (ROOT / "configs" / "objectives").glob("*.yaml"))
-EXACT_INTEGER = ("ExactInteger", "lightning_grpo.rewards.ExactInteger", "lightning_grpo.rewards.exact.ExactInteger")
-OVERLONG = ("OverlongPenalty", "lightning_grpo.rewards.OverlongPenalty", "lightning_grpo.rewards.length.OverlongPenalty")
 
 
 @dataclass(frozen=True)
 class Task:
-    """A demo task: its configs (in order), its correctness reward, DAPO's overlong cache zone."""
+    """A demo task: its configs (in order; they own the rewards, an objective recipe only adds shaping)."""
 
     configs: tuple[str, ...]
-    correctness: str  # class_path of the reward that replaces ExactInteger in a recipe's data.rewards
-    overlong_cache_len: int | None = None  # None: keep the recipe's
     overrides: tuple[str, ...] = field(default=())
 
 
 TASKS = {
-    "demo": Task(configs=("configs/demo.yaml",), correctness="lightning_grpo.rewards.ExactInteger"),
-    "countdown": Task(
-        configs=("configs/demo.yaml", "configs/tasks/countdown.yaml"),
-        correctness="lightning_grpo.demo.countdown.CountdownReward",
-        overlong_cache_len=4,
-    ),
-    "products": Task(
-        configs=("configs/demo.yaml", "configs/tasks/tool_products.yaml"), correctness="lightning_grpo.rewards.ExactInteger"
-    ),
+    "demo": Task(configs=("configs/demo.yaml",)),
+    "countdown": Task(configs=("configs/demo.yaml", "configs/tasks/countdown.yaml")),
+    "products": Task(configs=("configs/demo.yaml", "configs/tasks/tool_products.yaml")),
     # A real pretrained model (docs/real_model.md): the recipe's base model is the starting point.
-    "smollm2": Task(configs=("configs/recipes/smollm2_135m_addition.yaml",), correctness="lightning_grpo.rewards.MathReward"),
+    "smollm2": Task(configs=("configs/recipes/smollm2_135m_addition.yaml",)),
 }
 
 
@@ -166,32 +156,6 @@ def optimizer_steps_per_rollout(configs: list[Path], extra: list[str]) -> int:
     return values["updates_per_rollout"] * values["epochs"]
 
 
-def task_reward_overrides(recipe_config: dict[str, Any], task: Task) -> list[str]:
-    """A ``--data.rollout.rewards=...`` override when the recipe lists rewards written for the arithmetic task.
-
-    The recipe's ``ExactInteger`` becomes the task's correctness reward (same init args), and DAPO's
-    ``OverlongPenalty`` gets the task's ``cache_len`` (the recipe's is sized for the demo's budget).
-    """
-    rewards = ((recipe_config.get("data") or {}).get("rollout") or {}).get("rewards")
-    if not rewards:
-        return []
-    changed = False
-    out = []
-    for reward in rewards:
-        reward = json.loads(json.dumps(reward))
-        path = reward.get("class_path")
-        if path in EXACT_INTEGER and task.correctness not in EXACT_INTEGER:
-            reward["class_path"] = task.correctness
-            changed = True
-        if path in OVERLONG and task.overlong_cache_len is not None:
-            args = reward.setdefault("init_args", {})
-            if args.get("cache_len") != task.overlong_cache_len:
-                args["cache_len"] = task.overlong_cache_len
-                changed = True
-        out.append(reward)
-    return [f"--data.rollout.rewards={json.dumps(out)}"] if changed else []
-
-
 @dataclass
 class RunSpec:
     recipe: str
@@ -213,7 +177,6 @@ def run_spec(recipe: str, seed: int, args: argparse.Namespace) -> RunSpec:
         sys.executable, "-m", "lightning_grpo.cli", "fit",
         *[a for c in task.configs for a in ("--config", c)],
         "--config", f"configs/objectives/{recipe}.yaml",
-        *task_reward_overrides(_load_yaml(recipe_path), task),
         *task.overrides,
         f"--trainer.max_steps={args.steps * optimizer_steps_per_rollout(configs, args.extra)}",
         f"--trainer.val_check_interval={args.steps}",

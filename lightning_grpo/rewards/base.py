@@ -1,7 +1,9 @@
 """The reward interface and the weighted sum of named reward functions.
 
 A reward function scores a whole rollout batch at once (so a verifier can use a process pool):
-``score(batch) -> list[float]``, one float per completion. Subclasses that score one completion at a
+``score(batch) -> list[float]``, one finite number per completion (anything else stops the run with a
+:class:`RewardValueError` naming the function, whatever ``reward_on_error`` says: it is a bug in the
+function, not a hard completion). Subclasses that score one completion at a
 time implement ``score_one`` instead. Components are summed with their weights; each is logged by
 name (``reward/<name>``). A function that marks itself ``is_correctness`` also defines the run's
 accuracy: a completion is correct when it receives ``correct_value``.
@@ -13,6 +15,7 @@ composer's, default 600 s): a function that hangs is treated as one that raised,
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -74,6 +77,10 @@ class RewardFunction:
         """The final answer this function reads from ``completion`` (for maj@k votes and logs), or None."""
         return None
 
+    def describe(self) -> str:
+        """What this function is, for error messages: its class name (a plain function: its import path)."""
+        return type(self).__name__
+
 
 class CorrectnessReward(RewardFunction):
     """A right-or-wrong reward: ``correct_value`` for a right completion, ``incorrect_value`` otherwise.
@@ -93,6 +100,46 @@ class CorrectnessReward(RewardFunction):
 
 class RewardError(RuntimeError):
     """A reward function raised or ran past its time limit; names the function and the completion."""
+
+
+class RewardValueError(RewardError):
+    """A reward function returned something other than one finite number per completion."""
+
+
+def checked_scores(fn: RewardFunction, values: Any, batch: RewardBatch) -> list[float]:
+    """``values`` as floats, one per completion of ``batch``; a :class:`RewardValueError` naming ``fn`` otherwise."""
+    n = len(batch.completions)
+    label = f"reward {fn.name!r} ({fn.describe()})"
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__len__") or not hasattr(values, "__iter__"):
+        raise RewardValueError(
+            f"{label} returned {type(values).__name__} {short_repr(values)}; a reward returns one number per "
+            f"completion, a list of {n} here"
+        )
+    if len(values) != n:
+        raise RewardValueError(f"{label} returned {len(values)} scores for {n} completions")
+    scores = []
+    for i, value in enumerate(values):
+        try:
+            if value is None or isinstance(value, (str, bytes)):
+                raise TypeError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise RewardValueError(
+                f"{label} returned {short_repr(value)} ({type(value).__name__}) for completion "
+                f"{batch.completion_ids[i]!r}: not a number"
+            ) from None
+        if not math.isfinite(number):
+            raise RewardValueError(f"{label} returned {number} for completion {batch.completion_ids[i]!r}: not finite")
+        scores.append(number)
+    return scores
+
+
+_RAISED = object()  # the batch call raised: rescore one completion at a time
+
+
+def short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class RewardTimeout(Exception):
@@ -152,36 +199,37 @@ class RewardComposer:
         return next((f for f in self.functions if f.is_correctness), None)
 
     def __call__(self, batch: RewardBatch) -> tuple[list[float], dict[str, list[float]]]:
-        n = len(batch.completions)
-        total = [0.0] * n
+        total = [0.0] * len(batch.completions)
         self.last_error_counts = {f.name: 0 for f in self.functions}
         for fn in self.functions:
-            values = self._score_guarded(fn, batch)
-            if len(values) != n:
-                raise RewardError(f"reward {fn.name!r} returned {len(values)} scores for {n} completions")
+            values = self._score_guarded(fn, batch)  # [n], checked
             batch.scores[fn.name] = values
             total = [t + fn.weight * v for t, v in zip(total, values)]
         return total, dict(batch.scores)
 
     def _score_guarded(self, fn: RewardFunction, batch: RewardBatch) -> list[float]:
         try:
-            return [float(v) for v in self._call(fn, batch)]
+            returned = self._call(fn, batch)
         except RewardTimeout as timeout:
             return self._timed_out(fn, batch, timeout)
         except Exception:
-            pass
+            returned = _RAISED
+        if returned is not _RAISED:
+            return checked_scores(fn, returned, batch)  # a malformed return is a bug in fn: raised, never retried
         # Find the completion that fails: rescore one at a time.
         values = []
         for i in range(len(batch.completions)):
             single = _select(batch, i)
             try:
-                values.append(float(self._call(fn, single)[0]))
+                values.extend(checked_scores(fn, self._call(fn, single), single))
             except RewardTimeout as timeout:
                 values.extend(self._timed_out(fn, single, timeout))
+            except RewardValueError:
+                raise
             except Exception as err:
                 if self.on_error == "raise":
                     raise RewardError(
-                        f"reward {fn.name!r} ({type(fn).__name__}) raised on completion "
+                        f"reward {fn.name!r} ({fn.describe()}) raised on completion "
                         f"{batch.completion_ids[i]!r}: {type(err).__name__}: {err}; "
                         f"completion text: {batch.completions[i][:200]!r}"
                     ) from err
@@ -227,7 +275,7 @@ class RewardComposer:
                 f" ({still_running} timed-out calls are still running, the most allowed is {MAX_ABANDONED_CALLS})"
             )
             raise RewardError(
-                f"reward {fn.name!r} ({type(fn).__name__}) hung: {timeout} on {where}{why}; raise its "
+                f"reward {fn.name!r} ({fn.describe()}) hung: {timeout} on {where}{why}; raise its "
                 "time_limit_s if it is just slow"
             ) from timeout
         self.error_counts[fn.name] += n

@@ -43,6 +43,11 @@ class PromptFormat:
     (``use_chat_template`` and the tokenizer has one) it becomes the user turn after ``system_prompt``
     (which replaces the template's default system turn; Qwen2.5 adds one when none is given); without
     one it is the whole prompt, after ``system_prompt`` and a blank line.
+
+    Args:
+        template: the user's message, ``str.format`` with ``{question}``.
+        use_chat_template: wrap the message with the tokenizer's chat template when it has one.
+        system_prompt: a system turn before the message (None: the chat template's default, if any).
     """
 
     template: str = "{question}"

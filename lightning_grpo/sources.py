@@ -38,6 +38,8 @@ from typing import Any, Callable, Literal
 
 import datasets
 
+from lightning_grpo.errors import ConfigurationError
+
 Split = Literal["train", "validation"]
 COLUMNS = ("id", "question", "answer", "solution")
 RESERVED_EXTRA = ("prompt",)  # written by the data module; an extra column of this name is renamed
@@ -45,7 +47,7 @@ FILE_KINDS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
-class BadRowError(ValueError):
+class BadRowError(ConfigurationError):
     """A row of the data cannot be used (empty question, missing answer, bytes that are not UTF-8): the load
     stops naming the file, the row and the line, for training and held-out data alike."""
 

@@ -25,6 +25,7 @@ a parse error shows its message without the usage text, a misspelled class name 
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 from lightning.pytorch import Trainer
@@ -73,6 +74,8 @@ class GRPOCLI(LightningCLI):
             said = resolve_checkpoint_path(section, pin_version=subcommand == "fit")
             if said:
                 print(said, file=sys.stderr, flush=True)
+            if said and "logging into" in said:  # resuming into the run's own folder: that it is not empty is the point
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
     def fit(self, **kwargs: Any) -> None:
         try:

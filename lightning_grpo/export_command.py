@@ -7,7 +7,8 @@
 
 The policy is rebuilt as ``fit`` built it (its base from ``model_name_or_path`` in ``dtype``, plus the
 ``model.peft`` adapter if any), the checkpoint's ``policy.*`` weights are loaded into it (every key must
-match, or the export stops naming what differs) and it is written with
+match, or the export stops naming what differs; a LoRA checkpoint holds only the adapter, whose every
+weight must be there) and it is written with
 :func:`~lightning_grpo.export.export_policy`, the code the ``ExportHuggingFace`` callback uses, with the
 tokenizer of ``model_name_or_path``. Without ``--config`` the model comes from the checkpoint's own
 hyperparameters; a LoRA run needs its config (or ``--model.peft``), since the adapter's config is not
@@ -27,7 +28,7 @@ from lightning_grpo.checkpoint_io import AtomicCheckpointIO
 from lightning_grpo.errors import ConfigurationError
 from lightning_grpo.export import export_policy
 from lightning_grpo.models import load_causal_lm, load_tokenizer
-from lightning_grpo.peft_support import apply_adapter
+from lightning_grpo.peft_support import apply_adapter, trainable_parameter_names
 
 POLICY_PREFIX = "policy."
 
@@ -87,6 +88,9 @@ def export_checkpoint(ckpt_path: str, output_dir: str, cli_args: list[str] | Non
     if peft is not None:
         policy = apply_adapter(policy, peft)
     missing, unexpected = policy.load_state_dict(weights, strict=False)
+    if peft is not None:  # a LoRA checkpoint holds what trains (the adapter); the frozen base weights are the base model's
+        trainable = trainable_parameter_names(policy)
+        missing = [key for key in missing if key in trainable]
     if missing or unexpected:
         raise ConfigurationError(
             f"{path} does not fit the model {name}: {len(missing)} weight(s) missing (e.g. {missing[:3]}), "

@@ -1,5 +1,7 @@
-"""``lightning-grpo``: the LightningCLI entry point (fit | validate | test), and ``verify`` (the math verifier's
-verdict on one completion, with ``--explain``: see :mod:`lightning_grpo.rewards.explain`).
+"""``lightning-grpo``: the LightningCLI entry point (fit | validate), ``verify`` (the math verifier's verdict on
+one completion, with ``--explain``: see :mod:`lightning_grpo.rewards.explain`) and ``export`` (a checkpoint
+as a Hugging Face folder: :mod:`lightning_grpo.export_command`). ``test`` and ``predict`` are not offered:
+the module has no test or predict step.
 
 The data module's tokenizer is linked to the policy's path, so a config names the model once. A config's
 ``prepare:`` section names a :class:`~lightning_grpo.preparation.RunPreparation` that runs before ``fit`` /
@@ -10,29 +12,81 @@ of a kind or turns it off): an interrupt checkpoint, a progress bar counting opt
 summary without unmeasured FLOPs; checkpoints are written atomically and verified on load
 (:class:`~lightning_grpo.checkpoint_io.AtomicCheckpointIO`) unless the config names another checkpoint
 IO; and Lightning messages whose premise does not hold here are silenced (:mod:`lightning_grpo.quiet`).
+
+``fit`` says where its logs, checkpoints and exports go and what it wrote, and removes a log folder it
+created when it fails before its first step (:mod:`lightning_grpo.run_folders`); ``--ckpt_path=last``
+resumes the newest checkpoint of the run's log folder, in that folder (:mod:`lightning_grpo.resume`).
+Bad input (a :class:`~lightning_grpo.errors.ConfigurationError`: a bad option value, a malformed data
+row, ``trainer`` options manual optimisation cannot honour) ends the run with one line, no traceback;
+a parse error shows its message without the usage text, a misspelled class name the allowed names
+(:mod:`lightning_grpo.argument_parser`). ``fit --help`` lists the data's and the model's options first.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelSummary
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
+from lightning_grpo.argument_parser import GRPOArgumentParser
 from lightning_grpo.callbacks import default_callbacks
 from lightning_grpo.checkpoint_io import AtomicCheckpointIO
 from lightning_grpo.data import RolloutDataModule
+from lightning_grpo.errors import ConfigurationError
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.preparation import RunPreparation
 from lightning_grpo.quiet import silence_handled_messages
-from lightning_grpo.renamed_options import check_renamed
+from lightning_grpo.renamed_options import check_renamed, check_trainer_options
+from lightning_grpo.resume import resolve_checkpoint_path
+from lightning_grpo.run_folders import RunFolders
+
+SUBCOMMANDS_USAGE = "%(prog)s [-h] [-c CONFIG] [--print_config] [--data.* ...] [--model.* ...] [--trainer.* ...] [--ckpt_path PATH]"
+OTHER_COMMANDS = (
+    "Also: `lightning-grpo export --ckpt_path PATH --output_dir DIR` (a checkpoint as a Hugging Face folder) and "
+    "`lightning-grpo verify COMPLETION GOLD --explain` (the math verifier's verdict)."
+)
 
 
 class GRPOCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """fit and validate; Lightning's test and predict need steps GRPOModule does not have."""
+        return {key: value for key, value in LightningCLI.subcommands().items() if key in ("fit", "validate")}
+
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """As Lightning's, with the data's and the model's options before the Trainer's in ``--help``."""
+        parser.add_lightning_class_args(self._datamodule_class, "data", subclass_mode=self.subclass_mode_data)
+        parser.add_lightning_class_args(self._model_class, "model", subclass_mode=self.subclass_mode_model)
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        parser.set_defaults({"trainer." + k: v for k, v in self.trainer_defaults.items() if k != "callbacks"})
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        section = self.config[subcommand] if subcommand else self.config
+        check_trainer_options(section.get("trainer"))
+        if subcommand:
+            said = resolve_checkpoint_path(section, pin_version=subcommand == "fit")
+            if said:
+                print(said, file=sys.stderr, flush=True)
+            if said and "logging into" in said:  # resuming into the run's own folder: that it is not empty is the point
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+    def fit(self, **kwargs: Any) -> None:
+        try:
+            self.trainer.fit(**kwargs)
+        except BaseException:
+            for callback in self.trainer.callbacks:
+                if isinstance(callback, RunFolders):
+                    callback.remove_if_unused(self.trainer)
+            raise
+
     def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.link_arguments("model.model_name_or_path", "data.tokenizer")
         parser.add_argument(
@@ -53,8 +107,11 @@ class GRPOCLI(LightningCLI):
         extra = default_callbacks(callbacks, trainer_args)
         if any(isinstance(c, ModelSummary) for c in extra):
             kwargs.setdefault("enable_model_summary", False)  # ours replaces Lightning's default one
-        kwargs.setdefault("callbacks", [*callbacks, *extra])
-        return super().instantiate_trainer(**kwargs)
+        folders = RunFolders()
+        kwargs.setdefault("callbacks", [*callbacks, *extra, folders])
+        trainer = super().instantiate_trainer(**kwargs)
+        folders.record_log_dir(trainer)  # before anything is written there
+        return trainer
 
     def before_fit(self) -> None:
         self._prepare()
@@ -82,19 +139,30 @@ def main(args: list[str] | None = None) -> None:
         from lightning_grpo.rewards.explain import main as verify_main
 
         raise SystemExit(verify_main(argv[1:]))
+    if argv[:1] == ["export"]:  # `lightning-grpo export --ckpt_path PATH --output_dir DIR`: no training run
+        from lightning_grpo.export_command import main as export_main
+
+        raise SystemExit(export_main(argv[1:]))
     silence_handled_messages()
     check_renamed(argv)
-    GRPOCLI(
-        GRPOModule,
-        RolloutDataModule,
-        subclass_mode_model=False,
-        subclass_mode_data=False,
-        # GRPOModule builds its own optimizer and schedule (model.optimizer: learning_rate, lr_schedule, ...):
-        # Lightning's --optimizer / --lr_scheduler would be offered and then fail with "empty parameter list".
-        auto_configure_optimizers=False,
-        args=args,
-        save_config_kwargs={"overwrite": True},
-    )
+    subcommand_kwargs = {"usage": SUBCOMMANDS_USAGE, "epilog": OTHER_COMMANDS}
+    try:
+        GRPOCLI(
+            GRPOModule,
+            RolloutDataModule,
+            subclass_mode_model=False,
+            subclass_mode_data=False,
+            # GRPOModule builds its own optimizer and schedule (model.optimizer: learning_rate, lr_schedule, ...):
+            # Lightning's --optimizer / --lr_scheduler would be offered and then fail with "empty parameter list".
+            auto_configure_optimizers=False,
+            args=args,
+            save_config_kwargs={"overwrite": True},
+            parser_class=GRPOArgumentParser,
+            parser_kwargs={"epilog": OTHER_COMMANDS, "fit": dict(subcommand_kwargs), "validate": dict(subcommand_kwargs)},
+        )
+    except ConfigurationError as error:  # bad input: its message names the value; a traceback would bury it
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

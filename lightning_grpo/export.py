@@ -16,6 +16,9 @@ the adapter weights; load with ``peft.AutoPeftModelForCausalLM.from_pretrained``
 ``PeftModel.from_pretrained(base, path)``), or with ``merge_adapter=True`` the base model with the
 adapter merged into its weights: a plain checkpoint for ``AutoModelForCausalLM`` (and vLLM, ...).
 Merging reads the weights and writes new ones; the training policy itself is left untouched.
+
+An existing Lightning checkpoint becomes such a folder without training:
+``lightning-grpo export --ckpt_path PATH --output_dir DIR`` (:mod:`lightning_grpo.export_command`).
 """
 
 from __future__ import annotations
@@ -77,6 +80,23 @@ def save_pretrained_atomic(
     return target
 
 
+def export_policy(
+    policy: torch.nn.Module,
+    dirpath: str | os.PathLike[str],
+    tokenizer: Any | None = None,
+    merge_adapter: bool = False,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``policy`` (and ``tokenizer``) as a Hugging Face folder at ``dirpath``, atomically.
+
+    A peft policy writes its adapter, or with ``merge_adapter`` the base model with the adapter merged in;
+    ``state_dict`` is a full state dict gathered from sharded parameters (None: the policy's own)."""
+    model = policy
+    if merge_adapter and is_peft_model(policy):
+        model, state_dict = policy.get_base_model(), merged_state_dict(policy, state_dict)
+    return save_pretrained_atomic(model, dirpath, tokenizer=tokenizer, state_dict=state_dict)
+
+
 class ExportHuggingFace(Callback):
     """Write the policy and tokenizer with ``save_pretrained``: at the end of fit and/or periodically.
 
@@ -126,10 +146,7 @@ class ExportHuggingFace(Callback):
         if trainer.is_global_zero:
             datamodule = getattr(trainer, "datamodule", None)
             tokenizer = getattr(datamodule, "tokenizer", None)
-            model = policy
-            if self.merge_adapter and is_peft_model(policy):
-                model, state_dict = policy.get_base_model(), merged_state_dict(policy, state_dict)
-            save_pretrained_atomic(model, path, tokenizer=tokenizer, state_dict=state_dict)
+            export_policy(policy, path, tokenizer, merge_adapter=self.merge_adapter, state_dict=state_dict)
             self.exported.append(path)
         trainer.strategy.barrier("export_hugging_face")
         return path

@@ -13,13 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from lightning_grpo.errors import ConfigurationError
+
 
 @dataclass(frozen=True)
 class Optimization:
     """AdamW and its schedule (``model.optimizer``).
 
     Args:
-        learning_rate, weight_decay, adam_betas: AdamW.
+        learning_rate: AdamW's peak learning rate (reached after ``warmup_steps``); RL fine-tuning of a
+            pretrained model uses about 1e-6, a tiny model from scratch about 1e-4.
+        weight_decay: AdamW's decoupled weight decay.
+        adam_betas: AdamW's (beta1, beta2), the decay rates of its moment estimates.
         warmup_steps: linear warm-up from 0, in optimizer steps.
         lr_schedule: after warm-up, ``constant``, or ``cosine``/``linear`` decay to
             ``min_lr_ratio × learning_rate`` at ``trainer.max_steps``.
@@ -37,9 +42,9 @@ class Optimization:
 
     def __post_init__(self) -> None:
         if self.learning_rate <= 0:
-            raise ValueError(f"model.optimizer.learning_rate must be > 0, got {self.learning_rate}")
+            raise ConfigurationError(f"model.optimizer.learning_rate must be > 0, got {self.learning_rate}")
         if self.warmup_steps < 0:
-            raise ValueError(f"model.optimizer.warmup_steps must be >= 0, got {self.warmup_steps}")
+            raise ConfigurationError(f"model.optimizer.warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class UpdateLoop:
         updates_per_rollout: optimizer steps per rollout batch (its number of mini-batches).
         epochs: passes over the rollout batch.
         micro_batch_size: completions per forward/backward (None: a whole mini-batch); the update does
-            not depend on it.
+            not depend on it, only the memory does (what ``trainer.accumulate_grad_batches`` does elsewhere).
         mask_truncated: zero the loss mask of completions without EOS (DAPO overlong filtering).
         logp_chunk_size: completion positions per float32 chunk of the log-prob/entropy pass.
         on_nonfinite: when the gradient norm is NaN or infinite, ``skip`` the update (counted in
@@ -74,11 +79,11 @@ class UpdateLoop:
     def __post_init__(self) -> None:
         for name, value in (("updates_per_rollout", self.updates_per_rollout), ("epochs", self.epochs)):
             if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+                raise ConfigurationError(f"model.update.{name} must be >= 1, got {value}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
-            raise ValueError(f"micro_batch_size must be >= 1 or None, got {self.micro_batch_size}")
+            raise ConfigurationError(f"model.update.micro_batch_size must be >= 1 or None, got {self.micro_batch_size}")
         if self.max_rollouts is not None and self.max_rollouts < 1:
-            raise ValueError(f"model.update.max_rollouts must be >= 1 or None, got {self.max_rollouts}")
+            raise ConfigurationError(f"model.update.max_rollouts must be >= 1 or None, got {self.max_rollouts}")
 
     @property
     def steps_per_rollout(self) -> int:

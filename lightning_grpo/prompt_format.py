@@ -32,13 +32,15 @@ import torch
 from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
+from lightning_grpo.errors import ConfigurationError
+
 Overlong = Literal["error", "drop", "truncate_left"]
 OVERLONG_POLICIES: tuple[str, ...] = ("error", "drop", "truncate_left")
 DEFAULT_TEMPLATE = "{question}"
 Message = dict[str, Any]
 
 
-class PromptFormatError(ValueError):
+class PromptFormatError(ConfigurationError):
     """The prompt options do not fit the data or the tokenizer (conversations without a chat template, a
     template with conversations, prompts longer than allowed under ``overlong: error``)."""
 

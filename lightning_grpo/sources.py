@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterator, Literal
 
 import datasets
 
+from lightning_grpo.errors import ConfigurationError
 from lightning_grpo.prompt_format import question_value
 
 Split = Literal["train", "validation"]
@@ -54,7 +55,7 @@ FILE_KINDS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
-class BadRowError(ValueError):
+class BadRowError(ConfigurationError):
     """A row of the data cannot be used (empty question, missing answer, bytes that are not UTF-8): the load
     stops naming the file, the row and the line, for training and held-out data alike."""
 

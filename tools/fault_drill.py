@@ -554,7 +554,7 @@ def drill_bad_rows(d: Drill) -> DrillResult:
                       "init_args": {"train_path": str(clean), "validation_path": str(val_path)}}
         config = d.config(d.root / f"bad-{name}", 2, data={"source": source, "validation": {"source": val_source}})
         run = d.fit(f"bad-rows-{name}", config)
-        messages[name] = last_matching(run.output, "Error: dataset")  # BadRowError, or the reader's ValueError
+        messages[name] = last_matching(run.output, "dataset '")  # "error: dataset ..." (BadRowError), or the reader's ValueError
         messages[name + " exit"] = run.returncode
     survived = ("train.jsonl', row 4 (line 4): the field 'answer' is empty" in messages["train"]
                 and "held_out.jsonl" in messages["held-out"] and "line 3" in messages["held-out"])

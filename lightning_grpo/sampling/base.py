@@ -57,12 +57,21 @@ class Sampling:
 
     How many completions and whether greedy are the caller's: :meth:`params` makes the sampler's
     :class:`SamplingParams` (G for training, k and greedy for validation).
+
+    Args:
+        max_new_tokens: the completion budget per model turn, in tokens; a completion without EOS
+            within it is truncated.
+        temperature: divides the logits before sampling (> 0; 1: the model's own distribution); the
+            loss's log-probs use the same temperature, so the update sees the policy that sampled.
+        top_p: nucleus sampling, keep the smallest set of tokens whose probability reaches ``top_p``
+            (1: off); below 1 the rollout is slightly off-policy.
+        top_k: keep the ``top_k`` most likely tokens (0: off); above 0 the rollout is slightly off-policy.
     """
 
-    max_new_tokens: int = 16  # per model turn
-    temperature: float = 1.0  # also scales every log-prob
+    max_new_tokens: int = 16
+    temperature: float = 1.0
     top_p: float = 1.0
-    top_k: int = 0  # 0: off
+    top_k: int = 0
 
     def __post_init__(self) -> None:
         SamplingParams(1, self.max_new_tokens, self.temperature, self.top_p, self.top_k)  # validates

@@ -1,0 +1,14 @@
+"""The one base class for bad user input: a configuration value or a data file the project refuses.
+
+``lightning-grpo`` prints a :class:`ConfigurationError` as one line, ``error: <message>``, and exits with
+status 1, without a traceback: the message names the bad value (and the file, for files), so the
+traceback would only bury it. Any other exception is a bug and keeps its traceback. It subclasses
+``ValueError``, so code that catches ``ValueError`` still catches it.
+"""
+
+from __future__ import annotations
+
+
+class ConfigurationError(ValueError):
+    """A value the user gave (an option, a config file, a row of a data file) cannot be used; the message
+    names the value, where it came from, and what is allowed."""

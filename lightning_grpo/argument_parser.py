@@ -13,7 +13,7 @@ from typing import NoReturn
 from jsonargparse._common import debug_mode_active
 from lightning.pytorch.cli import LightningArgumentParser
 
-from lightning_grpo.class_name_hints import unknown_class_hint
+from lightning_grpo.class_name_hints import own_class_hint, unknown_class_hint
 
 
 class GRPOArgumentParser(LightningArgumentParser):
@@ -21,7 +21,7 @@ class GRPOArgumentParser(LightningArgumentParser):
         if not self.exit_on_error or debug_mode_active():
             super().error(message, ex)  # raises: jsonargparse tries the next alternative
         parser = getattr(ex, "subcommand_parser", None) or self
-        hint = unknown_class_hint(message)
+        hint = unknown_class_hint(message) or own_class_hint(message)
         prog = parser.prog.replace(" [options]", "")
         sys.stderr.write(f"error: {hint or message.strip()}\n")
         if hint is None:

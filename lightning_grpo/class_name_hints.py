@@ -22,6 +22,9 @@ _BAD_NAME = re.compile(
     r"Expected a dot import path string: (?P<short>\S+)"
     r"|Problem with given class_path '(?P<path>[^']+)':\s*\n\s*(?:module '[^']+' has no attribute|No module named)"
 )
+# The project's own line for a name it could not resolve while building a class (e.g. a reward given by a
+# bare name), nested by jsonargparse under the class it was building.
+_OWN_HINT = re.compile(r"^\s*(?:- )?(?P<line>[\w.]+: no class named .*)$", re.M)
 _PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
 _SUBTYPES = re.compile(r"Subtypes: \[(.*)\]")
 _CLASS_PATH = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)\b")
@@ -57,3 +60,9 @@ def unknown_class_hint(message: str) -> str | None:
     close = difflib.get_close_matches(given.rsplit(".", 1)[-1], names, n=1, cutoff=0.6)
     line += f"; did you mean {close[0]}?" if close else "."
     return line + f" Allowed: {', '.join(names)}, or the import path of a class of your own (module.ClassName)"
+
+
+def own_class_hint(message: str) -> str | None:
+    """The project's own one-line "no class named" message inside a jsonargparse ``message``, or None."""
+    found = _OWN_HINT.search(message)
+    return found.group("line") if found else None

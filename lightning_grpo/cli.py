@@ -145,6 +145,7 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(export_main(argv[1:]))
     silence_handled_messages()
     check_renamed(argv)
+    check_appends_follow_configs(argv)
     subcommand_kwargs = {"usage": SUBCOMMANDS_USAGE, "epilog": OTHER_COMMANDS}
     try:
         GRPOCLI(
@@ -160,9 +161,41 @@ def main(args: list[str] | None = None) -> None:
             parser_class=GRPOArgumentParser,
             parser_kwargs={"epilog": OTHER_COMMANDS, "fit": dict(subcommand_kwargs), "validate": dict(subcommand_kwargs)},
         )
-    except ConfigurationError as error:  # bad input: its message names the value; a traceback would bury it
-        print(f"error: {error}", file=sys.stderr, flush=True)
+    except ValueError as error:  # bad input: its message names the value; a traceback would bury it
+        cause = configuration_error_in(error)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+
+
+def check_appends_follow_configs(argv: list[str]) -> None:
+    """Refuse ``--key+=value`` before a ``--config``: the arguments apply in order, so a later config that sets
+    the list would silently drop what was appended (``--data.rollout.rewards+=myreward.f --config demo.yaml``)."""
+    appended = None
+    for arg in argv:
+        if arg.startswith("--") and "+=" in arg.split("=", 1)[0] + "=":
+            appended = appended or arg
+        elif appended is not None and (arg == "--config" or arg.startswith("--config=")):
+            print(
+                f"error: {appended} comes before a --config, which would set that list again and silently drop what "
+                "it adds: put it after the --config files",
+                file=sys.stderr, flush=True,
+            )
+            raise SystemExit(2)
+
+
+def configuration_error_in(error: BaseException) -> ConfigurationError | None:
+    """``error`` itself or the first :class:`ConfigurationError` it was raised from (jsonargparse re-raises an
+    error of a class it builds, e.g. a bad reward in ``data.rollout``, as its own ``ValueError``)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConfigurationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 if __name__ == "__main__":

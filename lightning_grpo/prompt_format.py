@@ -71,11 +71,11 @@ class PromptFormat:
 
     def __post_init__(self) -> None:
         if "{question}" not in self.template:
-            raise ValueError(f"data.prompt.template must contain '{{question}}', got {self.template!r}")
+            raise ConfigurationError(f"data.prompt.template must contain '{{question}}', got {self.template!r}")
         if self.max_length is not None and self.max_length < 1:
-            raise ValueError(f"data.prompt.max_length must be >= 1 or None, got {self.max_length}")
+            raise ConfigurationError(f"data.prompt.max_length must be >= 1 or None, got {self.max_length}")
         if self.overlong not in OVERLONG_POLICIES:
-            raise ValueError(f"data.prompt.overlong must be one of {list(OVERLONG_POLICIES)}, got {self.overlong!r}")
+            raise ConfigurationError(f"data.prompt.overlong must be one of {list(OVERLONG_POLICIES)}, got {self.overlong!r}")
 
 
 # ---- what a question may be ----------------------------------------------------------------------------

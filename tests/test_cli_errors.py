@@ -32,7 +32,6 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     ("option", "option_name", "close", "also_allowed"),
     [
         ("--model.objective=GRPOO", "model.objective", "GRPO", "DAPO"),
-        ("--data.rollout.rewards+=MathRewards", "data.rollout.rewards", "MathReward", "ExactInteger"),
         ("--model.advantage=GroupNormalised", "model.advantage", "GroupNormalized", "MeanCentered"),
         ("--data.rollout.sampler=HFSamplr", "data.rollout.sampler", "HFSampler", "FastSampler"),
     ],
@@ -48,6 +47,17 @@ def test_a_misspelled_class_name_is_one_line_with_the_allowed_names(
     assert f"did you mean {close}?" in lines[0]
     allowed = lines[0].split("Allowed: ", 1)[1]
     assert also_allowed in allowed.split(", ")
+
+
+def test_a_misspelled_reward_name_is_one_line_with_the_allowed_names(capsys: pytest.CaptureFixture[str]) -> None:
+    # A bare name in data.rollout.rewards could be a function's path: it is refused when the engine is built
+    # (a ConfigurationError that jsonargparse re-raises as its own ValueError), still as one line.
+    code, err = _run(capsys, "fit", "--config", DEMO, "--data.rollout.rewards+=MathRewards", "--trainer.max_steps=0")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: data.rollout.rewards: no class named 'MathRewards'; did you mean MathReward?")
+    assert "ExactInteger" in lines[0].split("Allowed: ", 1)[1].split(", ")
 
 
 def test_a_class_path_that_does_not_import_is_named_with_its_closest_class() -> None:
@@ -173,3 +183,23 @@ def test_every_data_and_model_option_in_fit_help_has_a_description(capsys: pytes
         if description.startswith(("(type:", "(required")) or not description:
             undescribed.append(first.split()[0])
     assert undescribed == []
+
+
+def test_an_append_before_a_config_that_would_drop_it_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    # jsonargparse applies arguments in order: the demo config would set data.rollout.rewards again and the
+    # appended reward would be gone without a word.
+    code, err = _run(capsys, "fit", "--data.rollout.rewards+=lightning_grpo.rewards.FormatReward", "--config", DEMO,
+                     "--print_config")
+    assert code == 2
+    assert err.strip() == (
+        "error: --data.rollout.rewards+=lightning_grpo.rewards.FormatReward comes before a --config, which would set "
+        "that list again and silently drop what it adds: put it after the --config files"
+    )
+
+
+def test_an_append_after_the_configs_extends_their_list(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["fit", "--config", DEMO, "--data.rollout.rewards+=lightning_grpo.rewards.FormatReward", "--print_config"])
+    assert exited.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "lightning_grpo.rewards.ExactInteger" in out and "lightning_grpo.rewards.FormatReward" in out

@@ -115,7 +115,7 @@ def test_a_function_can_be_the_correctness_reward(scorers: Any) -> None:
         ("scorers.nope", r"reward 'scorers.nope': scorers \(.*scorers.py\) has no 'nope'"),
         ("scorers.NOT_CALLABLE", r"reward function 'scorers.NOT_CALLABLE' is int 3, not a function"),
         ("no_such_module.reward", r"reward 'no_such_module.reward': no module 'no_such_module' \(looked in the working directory"),
-        ("brevity", r"reward 'brevity' is not an import path: write module.name"),
+        ("brevity", r"data.rollout.rewards: no class named 'brevity'\. Allowed: .*MathReward.*, or the import path of a class or function of your own \(module.name, e.g. myreward.brevity"),
         ("lightning_grpo.rewards.MathRewards", r"has no 'MathRewards'; did you mean 'lightning_grpo.rewards.MathReward'"),
         ("lightning_grpo.rewards.RewardBatch", r"is the class RewardBatch, not a function"),
     ],

@@ -27,6 +27,7 @@ import inspect
 import os
 from typing import Any, Callable, Sequence
 
+from lightning_grpo.errors import ConfigurationError
 from lightning_grpo.rewards.base import RewardBatch, RewardFunction, short_repr
 
 FIXED_ARGUMENTS = ("prompts", "completions", "answer")
@@ -95,6 +96,8 @@ def reward_function(entry: RewardFunction | str) -> RewardFunction:
         return entry
     if not isinstance(entry, str):
         raise TypeError(f"a reward is a RewardFunction or the import path of a function, got {entry!r}")
+    if "." not in entry.strip():  # a bare name: a misspelled reward class, most likely
+        raise ConfigurationError(unknown_reward_class(entry.strip()))
     target = import_object(entry, "reward")
     if inspect.isclass(target) and issubclass(target, RewardFunction):
         try:
@@ -105,6 +108,19 @@ def reward_function(entry: RewardFunction | str) -> RewardFunction:
                 f"{{class_path: {entry}, init_args: {{...}}}}"
             ) from err
     return FunctionReward(entry)  # refuses a class or a value that is no function
+
+
+def unknown_reward_class(name: str) -> str:
+    """One line for a bare ``name`` in ``data.rollout.rewards``: the reward classes known, and the closest."""
+    from lightning_grpo.class_name_hints import known_subclasses
+
+    names = sorted({p.rsplit(".", 1)[1] for p in known_subclasses(f"{RewardFunction.__module__}.RewardFunction")})
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return (
+        f"data.rollout.rewards: no class named {name!r}" + (f"; did you mean {close[0]}?" if close else ".")
+        + f" Allowed: {', '.join(names)}, or the import path of a class or function of your own (module.name, "
+        "e.g. myreward.brevity for the function brevity in myreward.py in the working directory)"
+    )
 
 
 def import_callable(path: str) -> Callable[..., Any]:

@@ -29,6 +29,8 @@ import sys
 import warnings
 from typing import Any
 
+import yaml
+
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -170,19 +172,39 @@ def main(args: list[str] | None = None) -> None:
 
 
 def check_appends_follow_configs(argv: list[str]) -> None:
-    """Refuse ``--key+=value`` before a ``--config``: the arguments apply in order, so a later config that sets
-    the list would silently drop what was appended (``--data.rollout.rewards+=myreward.f --config demo.yaml``)."""
-    appended = None
-    for arg in argv:
+    """Refuse ``--key+=value`` before a ``--config`` that sets ``key``: the arguments apply in order, so that
+    config would silently drop what was appended (``--data.rollout.rewards+=myreward.f --config demo.yaml``)."""
+    appends: list[str] = []
+    for i, arg in enumerate(argv):
         if arg.startswith("--") and "+=" in arg.split("=", 1)[0] + "=":
-            appended = appended or arg
-        elif appended is not None and (arg == "--config" or arg.startswith("--config=")):
-            print(
-                f"error: {appended} comes before a --config, which would set that list again and silently drop what "
-                "it adds: put it after the --config files",
-                file=sys.stderr, flush=True,
-            )
-            raise SystemExit(2)
+            appends.append(arg)
+            continue
+        path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else arg[len("--config="):] if arg.startswith("--config=") else None
+        for appended in appends if path else []:
+            key = appended[2:].split("+=", 1)[0]
+            if _config_sets(path, key):
+                print(
+                    f"error: {appended} comes before --config {path}, which sets {key} again and would silently "
+                    "drop what it adds: put it after the --config files",
+                    file=sys.stderr, flush=True,
+                )
+                raise SystemExit(2)
+
+
+def _config_sets(path: str, key: str) -> bool:
+    """Whether the YAML file at ``path`` sets the dotted ``key`` (``init_args`` levels skipped); False when unreadable."""
+    try:
+        with open(path) as handle:
+            node: Any = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError):
+        return False  # the parser reports a config it cannot read
+    for part in key.split("."):
+        if isinstance(node, dict) and part not in node and isinstance(node.get("init_args"), dict):
+            node = node["init_args"]
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def configuration_error_in(error: BaseException) -> ConfigurationError | None:

@@ -192,8 +192,8 @@ def test_an_append_before_a_config_that_would_drop_it_is_refused(capsys: pytest.
                      "--print_config")
     assert code == 2
     assert err.strip() == (
-        "error: --data.rollout.rewards+=lightning_grpo.rewards.FormatReward comes before a --config, which would set "
-        "that list again and silently drop what it adds: put it after the --config files"
+        f"error: --data.rollout.rewards+=lightning_grpo.rewards.FormatReward comes before --config {DEMO}, which sets "
+        "data.rollout.rewards again and would silently drop what it adds: put it after the --config files"
     )
 
 

@@ -8,6 +8,8 @@
   message when it is not installed), configured to do the same work (see :func:`trl_config`), all
   P·G completions in one batch; ``trl_mb``: the same with micro-batches of ``--trl-micro-batch``
   completions and gradient accumulation (what fits in memory at a real vocabulary size).
+* ``project_gc`` / ``trl_gc``: both with gradient checkpointing (decoder-layer activations recomputed in
+  backward: ``model.gradient_checkpointing`` here, TRL's own default there), for memory rows.
 * ``floor``: the plain-PyTorch floor: HF ``generate`` with the KV cache, reward, a reference forward,
   a policy forward, backward, clip and AdamW, in one loop with nothing else.
 
@@ -81,7 +83,7 @@ from typing import Any
 VARIANTS = ("project", "project_fast", "trl", "floor")
 # Optional extra variants: the project with the HF-generate sampler (what TRL and the floor use), and
 # TRL in micro-batches with gradient accumulation.
-EXTRA_VARIANTS = ("project_hf", "trl_mb")
+EXTRA_VARIANTS = ("project_hf", "trl_mb", "project_gc", "trl_gc")
 RESULT_TAG = "BENCH_RESULT "
 STEP_TAG = "BENCH_STEP"
 _LOCKSTEP: Any = None  # in a subprocess run in lockstep: the protocol stream to the parent
@@ -152,6 +154,7 @@ class Work:
     memory_limit_gb: float | None = None  # address-space limit of each subprocess (None: none)
     chat: bool = False  # prompts as chat turns through the tokenizer's chat template, reward last_integer_correct
     lora_rank: int = 0  # > 0: train a LoRA adapter of this rank on every linear layer (both sides)
+    gradient_checkpointing: bool = False  # recompute decoder-layer activations in backward (both sides)
     run_to_budget: bool = False  # every completion runs to max_new_tokens (EOS ignored on both sides): memory rows
 
 
@@ -386,7 +389,7 @@ def run_project(work: Work) -> Result:
         callbacks=[timer],
     )
     module = GRPOModule(
-        work.model_dir, objective=GRPO(beta=work.beta), dtype=work.dtype, peft=lora_config(work),
+        work.model_dir, objective=GRPO(beta=work.beta), dtype=work.dtype, peft=lora_config(work), gradient_checkpointing=work.gradient_checkpointing,
         optimizer=Optimization(learning_rate=work.learning_rate), logging=Logging(log_completions_every_n_steps=0),
     )
     samplers = {None: None, "fast": FastSampler, "hf": HFSampler}
@@ -402,7 +405,8 @@ def run_project(work: Work) -> Result:
 
         rollout_engine.eos_token_ids = lambda model, tokenizer: [-1]
     trainer.fit(module, data)
-    return clock.result("project" if work.sampler is None else f"project_{work.sampler}")
+    name = "project" if work.sampler is None else f"project_{work.sampler}"
+    return clock.result(name + ("_gc" if work.gradient_checkpointing else ""))
 
 
 def trl_config(work: Work, output_dir: str, micro_batch: int | None = None) -> Any:
@@ -447,7 +451,7 @@ def trl_config(work: Work, output_dir: str, micro_batch: int | None = None) -> A
         use_bias_correction_kl=False,
         mask_truncated_completions=False,
         use_vllm=False,
-        gradient_checkpointing=False,
+        gradient_checkpointing=work.gradient_checkpointing,
         bf16=False,
         fp16=False,
         use_cpu=not on_gpu,
@@ -511,7 +515,7 @@ def run_trl(work: Work, micro_batch: int | None = None) -> Result:
             peft_config=lora_config(work),
         )
         trainer.train()
-    return clock.result("trl" if micro_batch is None else "trl_mb")
+    return clock.result(("trl" if micro_batch is None else "trl_mb") + ("_gc" if work.gradient_checkpointing else ""))
 
 
 def run_floor(work: Work) -> Result:
@@ -590,6 +594,9 @@ RUNNERS = {
     "project_hf": lambda work: run_project(replace(work, sampler="hf")),
     "trl": run_trl,
     "trl_mb": lambda work: run_trl(work, micro_batch=work.trl_micro_batch),
+    # Gradient checkpointing on both sides (the project: model.gradient_checkpointing; TRL: its own default).
+    "project_gc": lambda work: run_project(replace(work, sampler=None, gradient_checkpointing=True)),
+    "trl_gc": lambda work: run_trl(replace(work, gradient_checkpointing=True)),
     "floor": run_floor,
 }
 
@@ -736,7 +743,7 @@ def summarise(name: str, work: Work, results: dict[str, list[Result]], params: i
     targets = {("project", "trl"): ("<= 0.90", "<= 0.60" if realistic else ""), ("project", "floor"): ("<= 1.10", "")}
     if realistic:
         targets[("project", "trl_mb")] = ("<= 0.90", "<= 0.60")
-    pairs = [(a, b) for a in ("project", "project_fast", "project_hf") for b in ("trl", "trl_mb", "floor")]
+    pairs = [(a, b) for a in ("project", "project_fast", "project_hf", "project_gc") for b in ("trl", "trl_mb", "floor", "trl_gc")]
     for a, b in pairs:
         if a in summary and b in summary:
             step_target, rss_target = targets.get((a, b), ("", ""))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoConfig, AutoTokenizer
 
-from tests.real_shapes import QWEN2_VOCAB_SIZE
+from lightning_grpo.demo.standin_model import QWEN2_VOCAB_SIZE
 from tools import make_standin_model
 
 

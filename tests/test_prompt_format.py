@@ -1,6 +1,6 @@
 """Prompts from string and conversational rows, non-string prompts refused, and the long-prompt policy.
 
-Conversations go through a Qwen2.5-like chat template (tests/real_shapes.py: a byte-level tokenizer,
+Conversations go through a Qwen2.5-like chat template (lightning_grpo/demo/standin_model.py: a byte-level tokenizer,
 one token per byte, whose template adds a default system turn); long prompts are counted with the
 tiny model's character tokenizer (one token per character) and the byte-level one.
 """
@@ -19,7 +19,7 @@ import lightning_grpo.data as data_module
 from lightning_grpo.prompt_format import PromptFormat, PromptFormatError, fit_prompts, left_pad, question_value, render_prompt
 from lightning_grpo.sources import BadRowError, JsonlProblems, _first_bad_json_line
 from tests.builders import make_data
-from tests.real_shapes import QWEN_DEFAULT_SYSTEM, build_qwen_like_tokenizer
+from lightning_grpo.demo.standin_model import QWEN_DEFAULT_SYSTEM, build_qwen_like_tokenizer
 
 SYSTEM = "Answer with one number."
 CONVERSATION = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What is 2+3?"}]

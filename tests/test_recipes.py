@@ -5,7 +5,7 @@ No pretrained weights and no hub are reachable here, so each recipe runs as writ
 points outside: ``model_name_or_path`` becomes a randomly initialised model of the recipe's
 architecture (Qwen2) with the real vocabulary (151,936 rows) and context length but tiny width, saved
 with ``save_pretrained`` beside an offline tokenizer with Qwen's chat template
-(``tests/real_shapes.py``); the data become the committed samples of GSM8K and MATH-500; the
+(``lightning_grpo/demo/standin_model.py``); the data become the committed samples of GSM8K and MATH-500; the
 accelerator becomes the CPU; and the batch, the completion budget and the validation shrink so that
 a run takes seconds; precision becomes float32 (bf16 autocast on this CPU doubled the run's time).
 Objective, advantage, learning rate, rewards, system prompt, G, checkpointing (``AtomicCheckpointIO``)
@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lightning_grpo.cli import GRPOCLI, main
 from lightning_grpo.data import RolloutDataModule
 from lightning_grpo.module import GRPOModule
-from tests.real_shapes import QWEN2_VOCAB_SIZE, QWEN_DEFAULT_SYSTEM, save_qwen2_like
+from lightning_grpo.demo.standin_model import QWEN2_VOCAB_SIZE, QWEN_DEFAULT_SYSTEM, save_qwen2_like
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

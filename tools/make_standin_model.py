@@ -5,7 +5,7 @@ without a network or a GPU, point ``model.model_name_or_path`` at a stand-in bui
 initialised ``Qwen2ForCausalLM`` with Qwen2.5's vocabulary size (151,936 rows), its context length and
 generation config, at a tiny width, saved with ``save_pretrained`` beside a byte-level tokenizer with
 Qwen's special tokens and chat template. It is the model ``tests/test_recipes.py`` trains the recipes
-with (``tests/real_shapes.py``). It learns nothing useful: it checks that a recipe's configuration,
+with (``lightning_grpo/demo/standin_model.py``). It learns nothing useful: it checks that a recipe's configuration,
 rewards, validation, checkpoints and export run.
 
     python tools/make_standin_model.py runs/standin/qwen2.5-0.5b                  # context 32,768 (0.5B, 7B)
@@ -20,9 +20,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.real_shapes import QWEN2_VOCAB_SIZE, save_qwen2_like  # noqa: E402
+from lightning_grpo.demo.standin_model import QWEN2_VOCAB_SIZE, save_qwen2_like
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 

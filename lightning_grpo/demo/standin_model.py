@@ -11,7 +11,8 @@ special tokens) built with the ``tokenizers`` library, so almost every id a rand
 one the tokenizer cannot decode, as the padding rows are in a real checkpoint. Both are saved with
 ``save_pretrained`` and load back through ``from_pretrained`` like any checkpoint.
 
-Use it where a test needs the shapes of a real model (vocabulary-sized logits, a chat template)
+``tools/make_standin_model.py`` is its command line (the recipes' offline trial); the tests use it where they
+need the shapes of a real model (vocabulary-sized logits, a chat template)
 without its weights: ``path = save_qwen2_like(tmp_path / "qwen")``.
 """
 

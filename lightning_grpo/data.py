@@ -189,7 +189,7 @@ class RolloutDataModule(LightningDataModule):
         return int(getattr(config, "max_position_embeddings", None) or self.tokenizer.model_max_length)
 
     def _prepare(self, table: Any, source: PromptSource, split: Split) -> Any:
-        """The source's table with the columns ``prompt`` (text) and ``prompt_ids`` (its token ids), after
+        """The source's table with the columns ``prompt`` (text) and ``prompt_token_ids`` (its token ids), after
         the length policy (``data.prompt.overlong``); row ``i`` of ``table`` is row ``i`` of ``source``'s
         ``split`` (messages name it with :meth:`PromptSource.row_place`)."""
         # Columns from lists, not ``table.map(fn)``: ``fn`` would close over this module (tokenizer and
@@ -222,8 +222,8 @@ class RolloutDataModule(LightningDataModule):
             prompts = [prompts[i] for i in fitted.kept]
         if len(fitted.kept) < len(table):
             table = table.select(fitted.kept)
-        table = table.remove_columns([c for c in ("prompt", "prompt_ids") if c in table.column_names])
-        return table.add_column("prompt", prompts).add_column("prompt_ids", fitted.ids)
+        table = table.remove_columns([c for c in ("prompt", "prompt_token_ids") if c in table.column_names])
+        return table.add_column("prompt", prompts).add_column("prompt_token_ids", fitted.ids)
 
     def _report_overlong(self, table: Any, source: PromptSource, split: Split, overlong: list[int], lengths: list[int]) -> None:
         """Raise (``overlong: error``) or say in one line what the policy did to the prompts over the limit."""
@@ -285,14 +285,14 @@ class RolloutDataModule(LightningDataModule):
         return DataLoader(table, batch_size=self.validation.batch_size, shuffle=False, collate_fn=self.collate)
 
     def collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        input_ids, attention_mask = left_pad([r["prompt_ids"] for r in rows], self.tokenizer.pad_token_id)
+        input_ids, attention_mask = left_pad([r["prompt_token_ids"] for r in rows], self.tokenizer.pad_token_id)
         return {
             "input_ids": input_ids,  # [P, Tp]
             "attention_mask": attention_mask,  # [P, Tp]
             "prompt": [r["prompt"] for r in rows],
             "answer": [r["answer"] for r in rows],
             "id": [r["id"] for r in rows],
-            "metadata": [{k: v for k, v in r.items() if k not in PROMPT_FIELDS and k != "prompt_ids"} for r in rows],  # for rewards
+            "metadata": [{k: v for k, v in r.items() if k not in PROMPT_FIELDS and k != "prompt_token_ids"} for r in rows],  # for rewards
         }
 
     # ---- rollouts ------------------------------------------------------------------------------

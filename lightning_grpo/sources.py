@@ -5,8 +5,8 @@ A source returns a ``datasets.Dataset`` per split (``"train"`` or ``"validation"
 ``{"role": ..., "content": ...}`` as in TRL's conversational format), ``answer`` (the gold answer, str)
 and ``solution`` (a worked target for supervised warm starts, str, possibly empty). Every other column
 of the data (MATH's ``level`` and ``subject``, say) is kept as it is, so reward functions can read it
-as per-row metadata; extra columns named ``prompt`` or ``prompt_ids`` (which the data module writes)
-are kept as ``source_prompt`` and ``source_prompt_ids``.
+as per-row metadata; extra columns named ``prompt`` or ``prompt_token_ids`` (which the data module writes)
+are kept as ``source_prompt`` and ``source_prompt_token_ids``.
 
 The table-backed sources (:class:`GSM8K`, :class:`MATH`, :class:`JsonlProblems`) read each split from
 either
@@ -50,7 +50,7 @@ from lightning_grpo.prompt_format import question_value
 
 Split = Literal["train", "validation"]
 COLUMNS = ("id", "question", "answer", "solution")
-RESERVED_EXTRA = ("prompt", "prompt_ids")  # written by the data module; an extra column of these names is renamed
+RESERVED_EXTRA = ("prompt", "prompt_token_ids")  # written by the data module; an extra column of these names is renamed
 FILE_KINDS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 

@@ -186,7 +186,7 @@ def test_drop_skips_long_prompts_and_names_them_in_one_line(
     data.setup("fit")
     assert data.datasets["train"]["id"] == ["long-0", "long-2", "long-4"]
     assert data.datasets["train"]["prompt"] == ["1+1=", "2+2=", "3+3="]  # each kept row with its own prompt
-    assert [len(ids) for ids in data.datasets["train"]["prompt_ids"]] == [4, 4, 4]
+    assert [len(ids) for ids in data.datasets["train"]["prompt_token_ids"]] == [4, 4, 4]
     assert data.datasets["validation"]["id"] == ["held_out-0", "held_out-2", "held_out-4"]  # the same policy
     assert len(said) == 2 and all("\n" not in line for line in said)
     assert said[0].startswith("data.prompt.overlong=drop: 2 of 5 train prompts are longer than 240 tokens")
@@ -214,12 +214,12 @@ def test_truncate_left_keeps_the_last_max_length_tokens(chat_dir: Path, tmp_path
     full = tokenizer(_template(chat_dir, [{"role": "user", "content": question}]), add_special_tokens=False)["input_ids"]
     assert len(full) > 120
     table = data.datasets["train"]
-    assert table["prompt_ids"][1] == full[-120:]  # the end of the prompt (the generation prompt) stays
+    assert table["prompt_token_ids"][1] == full[-120:]  # the end of the prompt (the generation prompt) stays
     assert table["prompt"][1].endswith("Reply with the number only.<|im_end|>\n<|im_start|>assistant\n")
     assert table["prompt"][0] == _template(chat_dir, [{"role": "user", "content": "1+1="}])  # short: untouched
     batch = data.collate([table[0], table[1]])
     assert batch["input_ids"].shape == (2, 120) and batch["input_ids"][1].tolist() == full[-120:]
-    assert batch["attention_mask"][0].sum() == len(table["prompt_ids"][0])
+    assert batch["attention_mask"][0].sum() == len(table["prompt_token_ids"][0])
 
 
 def test_max_length_beyond_the_context_left_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -75,7 +75,7 @@ class CompletionLog:
                     "WandbLogger and CSVLogger do); set model.logging.log_completions_every_n_steps=0 to silence this"
                 ))
 
-    def _once(self, key: str, say) -> None:  # type: ignore[no-untyped-def]
+    def _once(self, key: str, say: Callable[[], None]) -> None:
         if key not in self._announced:
             self._announced.add(key)
             say()

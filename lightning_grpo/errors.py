@@ -8,7 +8,15 @@ traceback would only bury it. Any other exception is a bug and keeps its traceba
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConfigurationError(ValueError):
     """A value the user gave (an option, a config file, a row of a data file) cannot be used; the message
     names the value, where it came from, and what is allowed."""
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters (ending in "...")."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

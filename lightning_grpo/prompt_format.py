@@ -26,16 +26,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
-from lightning_grpo.errors import ConfigurationError
+from lightning_grpo.errors import ConfigurationError, short_repr
 
 Overlong = Literal["error", "drop", "truncate_left"]
-OVERLONG_POLICIES: tuple[str, ...] = ("error", "drop", "truncate_left")
+OVERLONG_POLICIES: tuple[str, ...] = get_args(Overlong)
 DEFAULT_TEMPLATE = "{question}"
 Message = dict[str, Any]
 
@@ -96,7 +96,7 @@ def question_value(value: Any, field_name: str) -> str | list[Message]:
             raise ValueError(f"the field {field_name!r} is an empty list, not a string or a list of messages")
         return [_message(item, number, field_name) for number, item in enumerate(value, start=1)]
     raise ValueError(
-        f"the field {field_name!r} is a {type(value).__name__} ({_short(value)}), not a string or a list of "
+        f"the field {field_name!r} is a {type(value).__name__} ({short_repr(value, 60)}), not a string or a list of "
         'messages [{"role": ..., "content": ...}]'
     )
 
@@ -106,21 +106,16 @@ def _message(item: Any, number: int, field_name: str) -> Message:
     if not isinstance(item, Mapping):
         raise ValueError(
             f"the field {field_name!r} is a list, but its item {number} is a {type(item).__name__} "
-            f"({_short(item)}), not {expected}"
+            f"({short_repr(item, 60)}), not {expected}"
         )
     message = {k: v for k, v in item.items() if v is not None}
     role, content = message.get("role"), message.get("content")
     if not isinstance(role, str) or not role.strip() or not isinstance(content, str):
         raise ValueError(
-            f"the field {field_name!r} is a list, but its item {number} ({_short(item)}) is not {expected} "
+            f"the field {field_name!r} is a list, but its item {number} ({short_repr(item, 60)}) is not {expected} "
             "with a string role and a string content"
         )
     return message
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def is_conversation(question: Any) -> bool:

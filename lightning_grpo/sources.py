@@ -357,9 +357,7 @@ class TableSource(PromptSource):
     def row_place(self, split: Split, index: int) -> str:
         """``dataset '<file>', row N (line L)`` for row ``index`` (from 0): rows and lines count from 1; the
         line only for text files (JSON lines, CSV), where rows have one."""
-        lines = self._lines.get(split)
-        line = f" (line {lines[index]})" if lines is not None and index < len(lines) else ""
-        return f"dataset {self.describe(split)}, row {index + 1}{line}"
+        return f"dataset {self.describe(split)}, row {index + 1}{self._line_note(split, index)}"
 
     def load(self, split: Split) -> datasets.Dataset:
         path = self.paths[split]

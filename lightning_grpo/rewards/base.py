@@ -20,6 +20,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lightning_grpo.errors import short_repr
+
 
 @dataclass
 class RewardBatch:
@@ -135,11 +137,6 @@ def checked_scores(fn: RewardFunction, values: Any, batch: RewardBatch) -> list[
 
 
 _RAISED = object()  # the batch call raised: rescore one completion at a time
-
-
-def short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class RewardTimeout(Exception):

@@ -27,8 +27,8 @@ import inspect
 import os
 from typing import Any, Callable, Sequence
 
-from lightning_grpo.errors import ConfigurationError
-from lightning_grpo.rewards.base import RewardBatch, RewardFunction, short_repr
+from lightning_grpo.errors import ConfigurationError, short_repr
+from lightning_grpo.rewards.base import RewardBatch, RewardFunction
 
 FIXED_ARGUMENTS = ("prompts", "completions", "answer")
 

@@ -70,7 +70,8 @@ class InterruptCheckpoint(Callback):
     ``ModelCheckpoint``'s folder, else ``<log dir>/checkpoints``) through the strategy's checkpoint IO.
 
     SIGTERM (what SLURM and most schedulers send first, a grace period before SIGKILL) acts as Ctrl-C
-    does, at once: it does not wait for the rollout to finish. A Ctrl-C or SIGTERM that arrives during a
+    does, at once: it does not wait for the rollout to finish; in ``validate`` it stops the run (nothing
+    to save). A Ctrl-C or SIGTERM that arrives during a
     rollout's optimizer steps is held until they are done, then acts at that step's end (a second one
     stops at once, without saving). An exception raised there saves nothing, since the weights are
     between two steps, and says so. The save prints one line first, ``<signal>: saving the state after
@@ -95,6 +96,12 @@ class InterruptCheckpoint(Callback):
     # -- bookkeeping ----------------------------------------------------------------------------
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         verify_folders_before_loading(trainer.strategy)
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # `validate` alone: nothing to save, but SIGTERM must stop it as Ctrl-C does (Lightning's own handler
+        # only notes it, and the validation went on until SIGKILL). Within `fit` the training handlers act.
+        if trainer.state.fn == "validate" and not self._previous:
+            self._install_sigint(trainer)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._boundary = None

@@ -27,7 +27,7 @@ from tests.builders import make_data, make_module
 from lightning_grpo.callbacks import InterruptCheckpoint
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.objectives import GRPO
-from lightning_grpo.rewards import RewardFunction
+from lightning_grpo.rewards import ExactInteger, RewardFunction
 from lightning_grpo.demo.arithmetic import Arithmetic
 
 LOGGED = ("train/loss", "reward/total", "train/grad_norm", "train/entropy", "train/kl")
@@ -289,3 +289,39 @@ def test_a_second_signal_during_the_save_abandons_it_in_one_line_leaving_the_pre
         f"Ctrl-C during the save: abandoned {folder / 'interrupted-step=3.ckpt'} (no partial file is left); "
         f"the newest complete checkpoint is {folder / 'step=2.ckpt'} (intact)"
     ], err
+
+
+# ---- SIGTERM during `validate` ------------------------------------------------------------------------
+class SignalingExactInteger(ExactInteger):
+    """The held-out judge; sends this process SIGTERM from inside its ``at``-th scoring call."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.finished = 0  # calls that returned
+        self.at = at
+
+    def score(self, batch):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(2)  # the main thread acts on the signal meanwhile
+        scores = super().score(batch)
+        self.finished += 1
+        return scores
+
+
+@pytest.mark.slow
+def test_sigterm_stops_validate_at_once(tiny_model_dir: Path, tmp_path: Path, restore_sigint) -> None:  # type: ignore[no-untyped-def]
+    # Lightning's own SIGTERM handler only notes the signal and stops `validate` at the next batch boundary,
+    # after that batch's generation (a 30-minute batch of 256-token samples here went on until SIGKILL). It
+    # stops at the signal now, as Ctrl-C does: the batch being judged is abandoned.
+    judge = SignalingExactInteger(at=2)
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[InterruptCheckpoint()], default_root_dir=tmp_path)
+    module = make_module(str(tiny_model_dir), log_completions_every_n_steps=0)
+    data = make_data(Arithmetic(num_train=12, num_validation=40), tokenizer=str(tiny_model_dir), prompts_per_step=2,
+                     group_size=2, max_new_tokens=4, rewards=[judge], val_batch_size=4, val_num_samples=1)
+    with pytest.raises(SystemExit):
+        trainer.validate(module, data)
+    assert (judge.calls, judge.finished) == (2, 1)  # ten held-out batches: the second interrupted, no third

@@ -12,3 +12,16 @@ from __future__ import annotations
 class ConfigurationError(ValueError):
     """A value the user gave (an option, a config file, a row of a data file) cannot be used; the message
     names the value, where it came from, and what is allowed."""
+
+
+def configuration_error_in(error: BaseException) -> ConfigurationError | None:
+    """``error`` itself or the first :class:`ConfigurationError` it was raised from (jsonargparse re-raises an
+    error of a class it builds, e.g. a bad reward in ``data.rollout``, as its own ``ValueError``)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConfigurationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

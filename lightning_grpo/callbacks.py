@@ -34,12 +34,8 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
-from lightning_grpo.checkpoint_io import (
-    CheckpointWriteError,
-    TEMP_SUFFIX,
-    verify_checkpoint_folder,
-    write_folder_manifest,
-)
+from lightning_grpo.checkpoint_io import CheckpointWriteError, verify_checkpoint_folder, write_folder_manifest
+from lightning_grpo.checkpoint_paths import newest_run_checkpoint
 
 
 # ---- interrupt checkpoint ------------------------------------------------------------------------
@@ -269,25 +265,10 @@ def _say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def newest_checkpoint(directory: Path) -> Path | None:
-    """The most recently written complete checkpoint (file or folder) in ``directory``, or None.
-
-    Temporary files of an unfinished atomic write (``.<name>.*.tmp``) are never taken for one."""
-    if not directory.is_dir():
-        return None
-    found = [
-        p for p in directory.iterdir()
-        if not p.name.startswith(".") and not p.name.endswith(TEMP_SUFFIX) and (p.suffix == ".ckpt")
-    ]
-    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
-
-
 def _newest_note(trainer: Trainer) -> str:
-    directories = [Path(c.dirpath) for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.dirpath]
-    newest = [p for p in (newest_checkpoint(d) for d in directories) if p is not None]
-    if not newest:
+    path = newest_run_checkpoint(trainer)
+    if path is None:
         return "no earlier checkpoint of this run exists"
-    path = max(newest, key=lambda p: p.stat().st_mtime_ns)
     return f"the newest complete checkpoint is {path} (intact)"
 
 

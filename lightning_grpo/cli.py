@@ -27,9 +27,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
-
-import yaml
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelSummary
@@ -37,16 +36,18 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from lightning_grpo.argument_parser import GRPOArgumentParser
+from lightning_grpo.argv_checks import check_appends_follow_configs
 from lightning_grpo.callbacks import default_callbacks
 from lightning_grpo.checkpoint_io import AtomicCheckpointIO
 from lightning_grpo.data import RolloutDataModule
-from lightning_grpo.errors import ConfigurationError
+from lightning_grpo.errors import configuration_error_in
 from lightning_grpo.module import GRPOModule
 from lightning_grpo.preparation import RunPreparation
 from lightning_grpo.quiet import silence_handled_messages
-from lightning_grpo.renamed_options import check_renamed, check_trainer_options
-from lightning_grpo.resume import resolve_checkpoint_path
+from lightning_grpo.renamed_options import check_renamed
+from lightning_grpo.resume import as_list, resolve_checkpoint_path, resumed_config_filename
 from lightning_grpo.run_folders import RunFolders
+from lightning_grpo.trainer_options import check_trainer_options
 
 SUBCOMMANDS_USAGE = "%(prog)s [-h] [-c CONFIG] [--print_config] [--data.* ...] [--model.* ...] [--trainer.* ...] [--ckpt_path PATH]"
 OTHER_COMMANDS = (
@@ -74,11 +75,13 @@ class GRPOCLI(LightningCLI):
         section = self.config[subcommand] if subcommand else self.config
         check_trainer_options(section.get("trainer"))
         if subcommand:
-            said = resolve_checkpoint_path(section, pin_version=subcommand == "fit")
-            if said:
-                print(said, file=sys.stderr, flush=True)
-            if said and "logging into" in said:  # resuming into the run's own folder: that it is not empty is the point
+            resumption = resolve_checkpoint_path(section, pin_version=subcommand == "fit")
+            if resumption and _is_rank_zero():  # DDP's child processes parse the same command line again
+                print(resumption.message, file=sys.stderr, flush=True)
+            if resumption and resumption.log_dir is not None:
+                # resuming into the run's own folder: that it is not empty is the point; its config.yaml stays
                 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+                self.save_config_kwargs["config_filename"] = resumed_config_filename(Path(section.ckpt_path))
 
     def fit(self, **kwargs: Any) -> None:
         try:
@@ -102,18 +105,15 @@ class GRPOCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init  # run=False: no subcommand
         trainer_args = config.get("trainer") or {}
-        callbacks = _as_list(trainer_args.get("callbacks"))
-        plugins = _as_list(trainer_args.get("plugins"))
+        callbacks = as_list(trainer_args.get("callbacks"))
+        plugins = as_list(trainer_args.get("plugins"))
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
         extra = default_callbacks(callbacks, trainer_args)
         if any(isinstance(c, ModelSummary) for c in extra):
             kwargs.setdefault("enable_model_summary", False)  # ours replaces Lightning's default one
-        folders = RunFolders()
-        kwargs.setdefault("callbacks", [*callbacks, *extra, folders])
-        trainer = super().instantiate_trainer(**kwargs)
-        folders.record_log_dir(trainer)  # before anything is written there
-        return trainer
+        kwargs.setdefault("callbacks", [*callbacks, *extra, RunFolders()])  # notes the log folder in its setup
+        return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
         self._prepare()
@@ -125,12 +125,14 @@ class GRPOCLI(LightningCLI):
         preparation = self.config_init[self.subcommand].get("prepare")
         if preparation is not None:
             preparation.prepare(self.model.hparams.model_name_or_path, self.datamodule.source)
+        for callback in self.trainer.callbacks:  # after the preparation (minutes, maybe): the logger picks its
+            if isinstance(callback, RunFolders):  # version folder now, just before anything is written there
+                callback.record_log_dir(self.trainer)
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+def _is_rank_zero() -> bool:
+    """False in a process a launcher started for another rank (``RANK`` / ``LOCAL_RANK`` set and not 0)."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK"))
 
 
 def main(args: list[str] | None = None) -> None:
@@ -169,55 +171,6 @@ def main(args: list[str] | None = None) -> None:
             raise
         print(f"error: {cause}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
-
-
-def check_appends_follow_configs(argv: list[str]) -> None:
-    """Refuse ``--key+=value`` before a ``--config`` that sets ``key``: the arguments apply in order, so that
-    config would silently drop what was appended (``--data.rollout.rewards+=myreward.f --config demo.yaml``)."""
-    appends: list[str] = []
-    for i, arg in enumerate(argv):
-        if arg.startswith("--") and "+=" in arg.split("=", 1)[0] + "=":
-            appends.append(arg)
-            continue
-        path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else arg[len("--config="):] if arg.startswith("--config=") else None
-        for appended in appends if path else []:
-            key = appended[2:].split("+=", 1)[0]
-            if _config_sets(path, key):
-                print(
-                    f"error: {appended} comes before --config {path}, which sets {key} again and would silently "
-                    "drop what it adds: put it after the --config files",
-                    file=sys.stderr, flush=True,
-                )
-                raise SystemExit(2)
-
-
-def _config_sets(path: str, key: str) -> bool:
-    """Whether the YAML file at ``path`` sets the dotted ``key`` (``init_args`` levels skipped); False when unreadable."""
-    try:
-        with open(path) as handle:
-            node: Any = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError):
-        return False  # the parser reports a config it cannot read
-    for part in key.split("."):
-        if isinstance(node, dict) and part not in node and isinstance(node.get("init_args"), dict):
-            node = node["init_args"]
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def configuration_error_in(error: BaseException) -> ConfigurationError | None:
-    """``error`` itself or the first :class:`ConfigurationError` it was raised from (jsonargparse re-raises an
-    error of a class it builds, e.g. a bad reward in ``data.rollout``, as its own ``ValueError``)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ConfigurationError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 if __name__ == "__main__":

@@ -20,3 +20,16 @@ def short_repr(value: Any, limit: int = 80) -> str:
     """``repr(value)`` for a message, cut to ``limit`` characters (ending in "...")."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def configuration_error_in(error: BaseException) -> ConfigurationError | None:
+    """``error`` itself or the first :class:`ConfigurationError` it was raised from (jsonargparse re-raises an
+    error of a class it builds, e.g. a bad reward in ``data.rollout``, as its own ``ValueError``)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConfigurationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

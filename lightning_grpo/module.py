@@ -578,13 +578,9 @@ class GRPOModule(LightningModule):
 
 def _last_good_checkpoint(trainer: Any) -> str:
     """Where a stopped run can resume: its newest periodic checkpoint (skipped updates changed no weight)."""
-    from pathlib import Path
+    from lightning_grpo.checkpoint_paths import newest_run_checkpoint
 
-    from lightning_grpo.callbacks import newest_checkpoint
-
-    directories = [Path(c.dirpath) for c in getattr(trainer, "checkpoint_callbacks", []) if getattr(c, "dirpath", None)]
-    found = [p for p in (newest_checkpoint(d) for d in directories) if p is not None]
-    if not found:
+    newest = newest_run_checkpoint(trainer)
+    if newest is None:
         return "This run has saved no checkpoint yet."
-    newest = max(found, key=lambda p: p.stat().st_mtime_ns)
     return f"The last good checkpoint is {newest}; resume with --ckpt_path {newest} after fixing the cause."

@@ -9,8 +9,6 @@ import pytest
 
 from lightning_grpo.cli import main
 from lightning_grpo.class_name_hints import unknown_class_hint
-from lightning_grpo.errors import ConfigurationError
-from lightning_grpo.sources import BadRowError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "configs" / "demo.yaml")
@@ -128,10 +126,6 @@ def test_a_bad_value_the_project_checks_is_one_line_without_traceback(capsys: py
     assert "Traceback" not in err
 
 
-def test_bad_rows_are_configuration_errors() -> None:
-    assert issubclass(BadRowError, ConfigurationError) and issubclass(ConfigurationError, ValueError)
-
-
 def test_a_malformed_data_line_ends_the_run_with_one_line_and_no_run_folder(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model_dir: Path
 ) -> None:
@@ -195,6 +189,15 @@ def test_an_append_before_a_config_that_would_drop_it_is_refused(capsys: pytest.
         f"error: --data.rollout.rewards+=lightning_grpo.rewards.FormatReward comes before --config {DEMO}, which sets "
         "data.rollout.rewards again and would silently drop what it adds: put it after the --config files"
     )
+
+
+@pytest.mark.parametrize("config_args", [("-c", DEMO), (f"-c={DEMO}",), (f"--config={DEMO}",)])
+def test_an_append_before_a_short_or_joined_config_option_is_refused(
+    capsys: pytest.CaptureFixture[str], config_args: tuple[str, ...]
+) -> None:
+    code, err = _run(capsys, "fit", "--data.rollout.rewards+=lightning_grpo.rewards.FormatReward", *config_args, "--print_config")
+    assert code == 2
+    assert err.strip().startswith(f"error: --data.rollout.rewards+=lightning_grpo.rewards.FormatReward comes before --config {DEMO}, ")
 
 
 def test_an_append_after_the_configs_extends_their_list(capsys: pytest.CaptureFixture[str]) -> None:

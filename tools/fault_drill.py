@@ -319,7 +319,7 @@ def step_of(path: Path) -> int:
 
 
 def newest(folder: Path) -> Path | None:
-    from lightning_grpo.callbacks import newest_checkpoint
+    from lightning_grpo.checkpoint_paths import newest_checkpoint
 
     return newest_checkpoint(folder)
 

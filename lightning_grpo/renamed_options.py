@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from lightning_grpo.argv_checks import config_file_at
+
 RENAMED: dict[str, str] = {
     **{f"data.{k}": f"data.rollout.sampling.{k}" for k in ("max_new_tokens", "temperature", "top_p", "top_k")},
     **{f"data.{k}": f"data.rollout.{k}" for k in ("group_size", "sampler", "rewards", "reward_on_error", "dynamic_sampling")},
@@ -56,15 +58,14 @@ def check_renamed(args: list[str]) -> None:
     """Raise :class:`RenamedOptionError` for the first old option name in ``args`` or their config files."""
     found: list[tuple[str, str]] = []  # (old name, where)
     for i, arg in enumerate(args):
+        value = config_file_at(args, i)  # --config P, --config=P, -c P, -c=P, -cP
         match = re.match(r"^--([\w.]+)(?:[+]?=|$)", arg)
-        if not match:
-            continue
-        name = match.group(1)
-        if name in RENAMED or name.split(".")[0] in RENAMED:
-            found.append((name if name in RENAMED else name.split(".")[0], "the command line"))
-        found += [(old, "the command line") for old in MOVED_CLASSES if old in arg]
-        if name == "config":
-            value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+        if match:
+            name = match.group(1)
+            if name in RENAMED or name.split(".")[0] in RENAMED:
+                found.append((name if name in RENAMED else name.split(".")[0], "the command line"))
+            found += [(old, "the command line") for old in MOVED_CLASSES if old in arg]
+        if value is not None:
             path = Path(value)
             if path.is_file():
                 try:

@@ -49,3 +49,11 @@ def test_the_old_warm_start_key_and_the_moved_arithmetic_name_their_new_places(t
     with pytest.raises(SystemExit, match=r"lightning_grpo.sources.Arithmetic \(in .*old.yaml\) is now "
                        r"lightning_grpo.demo.arithmetic.Arithmetic"):
         check_renamed(["fit", "--config", str(config)])
+
+
+@pytest.mark.parametrize("form", ["-c {}", "-c={}", "--config={}"])
+def test_old_names_in_a_config_file_given_by_any_form_of_the_flag_are_refused(tmp_path: Path, form: str) -> None:
+    config = tmp_path / "old.yaml"
+    config.write_text("data:\n  source:\n    class_path: lightning_grpo.sources.Arithmetic\n")
+    with pytest.raises(SystemExit, match=r"lightning_grpo.sources.Arithmetic \(in .*old.yaml\) is now"):
+        check_renamed(["fit", *form.format(config).split(" ")])

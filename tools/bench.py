@@ -732,7 +732,8 @@ def summarise(name: str, work: Work, results: dict[str, list[Result]], params: i
             "gpu": max(r.peak_device_mb for r in rs),
         }
         m = summary[variant]
-        row = (f"   {variant:<12} {m['step'] * 1000:9.1f} {f'({min(times) * 1000:.0f}..{max(times) * 1000:.0f})':>16} "
+        spread = f"({min(times) * 1000:.0f}..{max(times) * 1000:.0f})" if times else "(no timed step)"  # --steps 0: memory only
+        row = (f"   {variant:<12} {m['step'] * 1000:9.1f} {spread:>16} "
                f"{m['cpu'] * 1000:8.1f} {m['rate']:9.1f} {median(tokens):11.0f} {m['rss']:13.0f}")
         lines.append(row + (f" {m['gpu']:13.0f}" if gpu else ""))
 
@@ -766,7 +767,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="fresh sets of subprocesses (one per variant, run step by step in turn); default 2, "
                              "1 for real_vocab")
     # None: the preset's value if it sets one, else the Work default (steps 8 / warmup 2 / 4 prompts / 32 tokens).
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per subprocess")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per subprocess (0: only the untimed first step, for peak memory)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per subprocess (after the first)")
     parser.add_argument("--prompts", type=int, default=None)
     parser.add_argument("--group-size", type=int, default=None)

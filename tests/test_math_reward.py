@@ -275,3 +275,21 @@ def test_math_verify_backend_scores_in_the_killable_pool() -> None:
         assert clone.backend == "math_verify" and clone.pool.function is math_verify_task
     finally:
         reward.close()
+
+
+def test_answer_form_number_refuses_the_questions_expression_restated() -> None:
+    # Asked "What is 49+5?", SmolLM2 learned within 20 GRPO steps to answer "49 + 5", which equals the gold.
+    completions = ["The answer is 49+5", "49 + 5", "49 + 5 = 54.", "54", "The answer is 54.", "\\boxed{54}", "49 + 5 = 55",
+                   "The answer is 1,234", "The answer is 2.50"]
+    golds = ["54"] * 7 + ["1234", "2.5"]
+    lenient, numbers = MathReward(num_workers=1), MathReward(num_workers=1, answer_form="number")
+    try:
+        assert lenient.score(_batch(completions, golds)) == [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+        assert numbers.score(_batch(completions, golds)) == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+        # a gold that is not a plain number (a fraction, an expression) keeps the verifier's equivalence
+        assert numbers.score(_batch(["\\frac{2}{4}", "1/2"], ["\\frac{1}{2}", "\\frac{1}{2}"])) == [1.0, 1.0]
+    finally:
+        lenient.close()
+        numbers.close()
+    with pytest.raises(ValueError, match="answer_form must be 'any' or 'number', got 'digits'"):
+        MathReward(answer_form="digits")  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import multiprocessing
+import re
 import time
 import weakref
 from collections import deque
@@ -32,6 +33,7 @@ from lightning_grpo.rewards.base import RewardBatch, RewardFunction
 from lightning_grpo.rewards.extraction import extract_answer
 from lightning_grpo.rewards.verifier import VerifyPolicy, check
 
+_NUMBER = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$")  # 54, -3.5, 1,234: a number written out
 logger = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 120.0
@@ -298,6 +300,12 @@ class MathReward(RewardFunction):
     ``rounded_decimals`` and truncation; :meth:`extract` (maj@k voting) always uses this package's
     answer finding.
 
+    ``answer_form`` is what a right answer may look like when the gold is a plain number: ``"any"`` (the
+    default) accepts any expression equal to it, ``"number"`` only a number written out (``54``, ``-3.5``,
+    ``1,234``; after the last ``=`` of an equation). Use ``"number"`` where the question holds the
+    expression: asked "What is 49+5?", a policy learns to answer "49 + 5", which equals the gold, instead
+    of adding (seen on SmolLM2 within 20 GRPO steps, docs/real_model.md).
+
     ``setup()`` starts the worker pool ahead of the first batch (otherwise it starts on first use).
     """
 
@@ -317,8 +325,12 @@ class MathReward(RewardFunction):
         mode: Literal["lenient", "strict"] = "lenient",
         checker: Callable[[str, str, VerifyPolicy, bool], tuple[bool, str | None]] | None = None,
         backend: Backend = "lightning_grpo",
+        answer_form: Literal["any", "number"] = "any",
     ) -> None:
         super().__init__(name=name, weight=weight)
+        if answer_form not in ("any", "number"):
+            raise ValueError(f"answer_form must be 'any' or 'number', got {answer_form!r}")
+        self.answer_form = answer_form
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "math_verify":
@@ -350,8 +362,17 @@ class MathReward(RewardFunction):
                 else:
                     self._errors += 1
                 logger.warning("verifier %s on %s: %s", outcome.status, completion_id, error)
+            if correct and self.answer_form == "number" and not self._written_out(key[0], key[1], key[2]):
+                correct = False  # equal to the gold, but not a number: e.g. the question's expression restated
             values.append(self.correct_value if correct else self.incorrect_value)
         return values
+
+    def _written_out(self, completion: str, gold: str, truncated: bool) -> bool:
+        """Whether the answer is a number written out, where the gold is one (``answer_form: number``)."""
+        if not _NUMBER.match("".join(gold.split()).rstrip(".")):
+            return True  # the rule is about number golds only
+        answer = self.extract(completion, truncated)
+        return answer is not None and bool(_NUMBER.match(answer.rsplit("=", 1)[-1].strip("$").rstrip(".")))
 
     def setup(self) -> None:
         """Start the worker processes now and wait until they are ready (idempotent)."""

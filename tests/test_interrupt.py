@@ -229,11 +229,16 @@ class SignalAt(DigitShare):
         self.signum = signum
 
     def score(self, batch):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        if self.calls == self.fail_at:
-            os.kill(os.getpid(), self.signum)
-            time.sleep(2)  # the main thread acts on the signal meanwhile
+        _count_call_and_signal_at(self, self.fail_at, self.signum)
         return RewardFunction.score(self, batch)
+
+
+def _count_call_and_signal_at(reward: Any, at: int, signum: int) -> None:
+    """One more scoring call of ``reward``; the ``at``-th sends this process ``signum`` and waits for it to act."""
+    reward.calls += 1
+    if reward.calls == at:
+        os.kill(os.getpid(), signum)
+        time.sleep(2)  # the main thread acts on the signal meanwhile
 
 
 @pytest.mark.slow
@@ -302,10 +307,7 @@ class SignalingExactInteger(ExactInteger):
         self.at = at
 
     def score(self, batch):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        if self.calls == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(2)  # the main thread acts on the signal meanwhile
+        _count_call_and_signal_at(self, self.at, signal.SIGTERM)
         scores = super().score(batch)
         self.finished += 1
         return scores

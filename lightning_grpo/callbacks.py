@@ -94,8 +94,9 @@ class InterruptCheckpoint(Callback):
         verify_folders_before_loading(trainer.strategy)
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # `validate` alone: nothing to save, but SIGTERM must stop it as Ctrl-C does (Lightning's own handler
-        # only notes it, and the validation went on until SIGKILL). Within `fit` the training handlers act.
+        # `validate` alone: nothing to save, but SIGTERM must stop it at once, as Ctrl-C does (Lightning's own
+        # handler only notes it and stops after the batch under way: a long generation ran on until SIGKILL).
+        # Within `fit` the training handlers act.
         if trainer.state.fn == "validate" and not self._previous:
             self._install_sigint(trainer)
 

@@ -56,7 +56,8 @@ step and peak RSS; then the ratios the issue sets targets for.
     python tools/bench.py --models smollm2 --real-model-dir runs/smollm2-135m-instruct --lora-rank 16  # ... with LoRA
     python tools/bench.py --device cuda --dtype bfloat16 --models gpu   # ~0.24B-parameter model on a GPU
     python tools/bench.py --models smollm2 --real-model-dir runs/smollm2-135m-instruct --max-new-tokens 1024 \
-        --run-to-budget --prompts 2 --steps 1      # peak memory with 1,024-token completions
+        --run-to-budget --prompts 1 --group-size 4 --steps 0 --variants project   # peak memory at 1,024 tokens
+        # (then --variants trl, and project_gc,trl_gc: docs/real_model.md; one variant at a time fits 24 GiB)
 
 A variant that fails (e.g. out of memory under the limit) is reported with its error and the peak
 resident memory it reached; the others go on.

@@ -231,7 +231,8 @@ def test_ctypes_and_the_unaudited_fork_exec_cannot_be_imported() -> None:
         assert f"import {module}" in result.text
 
 
-def test_a_worker_killed_from_outside_is_reported_as_crashed() -> None:
+def sigkill_a_running_worker() -> tuple[ToolResult, str]:
+    """Start a 60 s sandbox call, SIGKILL its interpreter from outside once it is up; (its result, its marker)."""
     marker = f"victim_{uuid.uuid4().hex}"
     results: list[ToolResult] = []
     runner = threading.Thread(
@@ -248,7 +249,12 @@ def test_a_worker_killed_from_outside_is_reported_as_crashed() -> None:
     os.kill(worker, signal.SIGKILL)
     runner.join(timeout=60)
     assert not runner.is_alive(), "the sandbox call hung after its worker was killed"
-    assert results[0].error == "crashed", results[0]
+    return results[0], marker
+
+
+def test_a_worker_killed_from_outside_is_reported_as_crashed() -> None:
+    result, marker = sigkill_a_running_worker()
+    assert result.error == "crashed", result
     assert processes_with(marker) == []
 
 
@@ -488,20 +494,5 @@ def test_without_namespaces_a_fork_bomb_is_bounded_and_its_children_are_killed(n
 
 
 def test_without_namespaces_a_killed_worker_is_crashed_with_its_signal(no_namespaces) -> None:
-    marker = f"victim_{uuid.uuid4().hex}"
-    results: list[ToolResult] = []
-    runner = threading.Thread(
-        target=lambda: results.append(small(timeout_s=60.0).run(f"import time  # {marker}\ntime.sleep(60)"))
-    )
-    runner.start()
-    worker = None
-    for _ in range(2000):
-        worker = python_worker_with(marker)
-        if worker is not None:
-            break
-        time.sleep(0.01)
-    assert worker is not None
-    os.kill(worker, signal.SIGKILL)
-    runner.join(timeout=60)
-    assert not runner.is_alive()
-    assert results[0] == ToolResult("crashed: the program was killed by signal SIGKILL", "crashed", results[0].seconds)
+    result, _ = sigkill_a_running_worker()
+    assert result == ToolResult("crashed: the program was killed by signal SIGKILL", "crashed", result.seconds)

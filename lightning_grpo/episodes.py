@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from lightning_grpo.environments.base import Environment, EnvReply
+from lightning_grpo.prompt_format import left_pad
 from lightning_grpo.rollout import decode_rows
 from lightning_grpo.sampling.base import Sampler, SamplingParams, Samples
 
@@ -38,7 +39,6 @@ class _Episode:
     ids: list[int] = field(default_factory=list)  # transcript after the prompt: model and environment tokens
     loss: list[int] = field(default_factory=list)  # 1 on model tokens, 0 on environment tokens
     final_start: int = 0  # where the latest model turn starts in ``ids``
-    done: bool = False
     truncated: bool = False
     reward: float | None = None
     turns: int = 0
@@ -97,22 +97,17 @@ def run_episodes(
     if all(r.done and r.cut_at is None for r in replies):  # single-turn: the samples as they are
         for episode, reply in zip(episodes, replies):
             _account(episode, reply)
-        first.stats = _stats(episodes, env_s, continued=False) if environment.max_turns > 1 else {}
+        first.stats = _stats(episodes, env_s) if environment.max_turns > 1 else {}
         first.env_rewards = _env_rewards(episodes, first.sequences.device)
         return first
     generation_s = first.generation_s
     active = _apply(episodes, list(range(n)), rows, truncated, replies, texts, 1, environment, tokenizer, max_episode_tokens)
-    prompt_rows = [prompt_ids[i // params.num_samples][prompt_mask[i // params.num_samples].bool()].tolist() for i in range(n)]
+    prompts = [prompt_ids[p][prompt_mask[p].bool()].tolist() for p in range(prompt_ids.shape[0])]  # one per prompt
+    prompt_rows = [prompts[i // params.num_samples] for i in range(n)]
     turn = 1
     while active:
         turn += 1
-        contexts = [prompt_rows[i] + episodes[i].ids for i in active]
-        width = max(len(c) for c in contexts)
-        ids = torch.full((len(active), width), pad_id, dtype=prompt_ids.dtype)
-        mask = torch.zeros((len(active), width), dtype=prompt_mask.dtype)
-        for row, context in enumerate(contexts):
-            ids[row, width - len(context) :] = torch.tensor(context, dtype=prompt_ids.dtype)
-            mask[row, width - len(context) :] = 1
+        ids, mask = left_pad([prompt_rows[i] + episodes[i].ids for i in active], pad_id)  # [A, T] each
         budget = max(max_episode_tokens - len(episodes[i].ids) for i in active)
         turn_params = replace(params, num_samples=1, max_new_tokens=max(1, min(params.max_new_tokens, budget)))
         samples = sampler.sample(policy, ids.to(prompt_ids.device), mask.to(prompt_mask.device), turn_params, eos_ids, pad_id)
@@ -164,11 +159,11 @@ def _apply(
         episode.ids += kept
         episode.loss += [1] * len(kept)
         if reply.done:
-            episode.done, episode.truncated = True, not had_eos and reply.cut_at is None
+            episode.truncated = not had_eos and reply.cut_at is None
             continue
         message = tokenizer(environment.render(reply, tokenizer, had_eos), add_special_tokens=False)["input_ids"]
         if turn >= environment.max_turns or len(episode.ids) + len(message) >= max_episode_tokens:
-            episode.done, episode.truncated = True, True  # the environment wanted more: cut off
+            episode.truncated = True  # the environment wanted more: cut off
             continue
         episode.ids += message
         episode.loss += [0] * len(message)
@@ -201,7 +196,7 @@ def _pack(
         context_mask=context.to(device),
         final_turn_start=torch.tensor([e.final_start for e in episodes], device=device),
     )
-    samples.stats = _stats(episodes, env_s, continued=True)
+    samples.stats = _stats(episodes, env_s)
     samples.env_rewards = _env_rewards(episodes, device)
     return samples
 
@@ -212,7 +207,7 @@ def _env_rewards(episodes: list[_Episode], device: torch.device) -> Tensor | Non
     return torch.tensor([e.reward or 0.0 for e in episodes], dtype=torch.float32, device=device)  # [N]
 
 
-def _stats(episodes: list[_Episode], env_s: float, continued: bool) -> dict[str, float]:
+def _stats(episodes: list[_Episode], env_s: float) -> dict[str, float]:
     """Totals over the round's episodes (dynamic sampling sums its rounds): turns, tool calls and errors."""
     kinds: dict[str, float] = {}
     for e in episodes:

@@ -370,7 +370,7 @@ class GRPOModule(LightningModule):
             mask = mask * (~rollout.truncated).unsqueeze(1)
         if rollout.valid is not None:
             mask = mask * rollout.valid.unsqueeze(1)
-        multi_update = loop.updates_per_rollout * loop.epochs > 1
+        multi_update = loop.steps_per_rollout > 1
         old_logp = self._frozen_logprobs(self.policy, rollout) if multi_update else None  # [N, Tc]
         ref_logp = self._frozen_logprobs(self.reference, rollout) if self.objective.needs_reference else None
         token_weights = self.objective.rollout_token_weights(
@@ -477,7 +477,7 @@ class GRPOModule(LightningModule):
         update_s: float,
     ) -> None:
         loop = self.update
-        steps = loop.updates_per_rollout * loop.epochs
+        steps = loop.steps_per_rollout
         lengths = rollout.lengths.float()  # [N]
         tokens = self._all_sum(torch.stack([entropy_sum, mask.sum(), lengths.sum()]))
         generation_s = rollout.stats.get("time/generation_s", 0.0)

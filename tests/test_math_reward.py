@@ -286,6 +286,13 @@ def test_answer_form_number_refuses_the_questions_expression_restated() -> None:
     try:
         assert lenient.score(_batch(completions, golds)) == [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]
         assert numbers.score(_batch(completions, golds)) == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+        # the family it must accept: one numeral however it is dressed (units, currency, percent, degrees,
+        # fonts, an equation's right-hand side); and near misses it must refuse (an expression equal to it)
+        dressed = ["54 apples", "\\$54", "54\\%", "\\boxed{54^\\circ}", "\\mathbf{54}", "x = 54", "The answer is 50+4 = 54"]
+        assert numbers.score(_batch(dressed, ["54"] * len(dressed))) == [1.0] * len(dressed)
+        near = ["54 + 0", "\\boxed{\\frac{108}{2}}", "The answer is 2*27", "\\boxed{49+5}"]
+        assert lenient.score(_batch(near, ["54"] * 4)) == [1.0] * 4
+        assert numbers.score(_batch(near, ["54"] * 3 + ["$54$"])) == [0.0] * 4  # a dressed gold is a number gold
         # a gold that is not a plain number (a fraction, an expression) keeps the verifier's equivalence
         assert numbers.score(_batch(["\\frac{2}{4}", "1/2"], ["\\frac{1}{2}", "\\frac{1}{2}"])) == [1.0, 1.0]
     finally:

@@ -91,10 +91,8 @@ class ToolEnvironment(Environment):
         malformed call, or None when the turn makes no call."""
         if self.call_format == "fenced":
             for match in _FENCE.finditer(text):
-                if match.group(1) in self.tools:
+                if match.group(1) in self.tools:  # other fences (```output, ```text ...) are no call
                     return match.group(1), match.group(2), match.end()
-                if match.group(1) == "output":
-                    continue
             return None
         match = _TOOL_CALL.search(text)
         if match is None:

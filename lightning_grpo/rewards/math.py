@@ -31,9 +31,10 @@ from typing import Any, Literal
 
 from lightning_grpo.rewards.base import RewardBatch, RewardFunction
 from lightning_grpo.rewards.extraction import extract_answer
+from lightning_grpo.rewards.normalize import normalize_answer
 from lightning_grpo.rewards.verifier import VerifyPolicy, check
 
-_NUMBER = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$")  # 54, -3.5, 1,234: a number written out
+_NUMBER = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\.?$")  # 54, -3.5, 1,234 (normalized): a numeral
 logger = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 120.0
@@ -368,11 +369,13 @@ class MathReward(RewardFunction):
         return values
 
     def _written_out(self, completion: str, gold: str, truncated: bool) -> bool:
-        """Whether the answer is a number written out, where the gold is one (``answer_form: number``)."""
-        if not _NUMBER.match("".join(gold.split()).rstrip(".")):
+        """Whether the answer is a number written out, where the gold is one (``answer_form: number``): the
+        canonical spelling (units, ``$``, ``%``, fonts, degrees dropped by :func:`normalize_answer`) of the
+        answer, or of its part after the last ``=``, is a numeral, not an expression."""
+        if not _NUMBER.match(normalize_answer(gold).text):
             return True  # the rule is about number golds only
-        answer = self.extract(completion, truncated)
-        return answer is not None and bool(_NUMBER.match(answer.rsplit("=", 1)[-1].strip("$").rstrip(".")))
+        answer = extract_answer(completion, truncated=truncated, mode=self.policy.mode)
+        return answer is not None and bool(_NUMBER.match(normalize_answer(answer.rsplit("=", 1)[-1]).text))
 
     def setup(self) -> None:
         """Start the worker processes now and wait until they are ready (idempotent)."""
